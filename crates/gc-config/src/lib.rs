@@ -1,0 +1,2 @@
+//! Endpoint configuration files: models, defaults, template rendering and validation.
+#![forbid(unsafe_code)]

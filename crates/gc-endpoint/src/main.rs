@@ -1,0 +1,4 @@
+//! `globus-compute-endpoint`: the endpoint command line.
+#![forbid(unsafe_code)]
+
+fn main() {}

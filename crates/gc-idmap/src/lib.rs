@@ -1,0 +1,2 @@
+//! Globus identity mapping for multi-user endpoints.
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! Wire formats spoken between the Globus Compute SDK, web service, endpoint and user endpoint.
+#![forbid(unsafe_code)]
+
+pub mod rest;
