@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, the Rust test suite, and the Python
+# end-to-end tests (unmodified SDK and upstream endpoint against our service and endpoint).
+#   scripts/test.sh          the whole suite (what CI runs)
+#   scripts/test.sh --long   also runs each fuzz target for 60 s
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+long=0
+for a in "$@"; do
+    case $a in
+        --long) long=1 ;;
+        *) echo "usage: $0 [--long]" >&2; exit 2 ;;
+    esac
+done
+
+ensure_rust
+ensure_packages
+ensure_services
+ensure_venv
+cd "$REPO"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+say "cargo build (binaries the Python tests run)"
+cargo build --workspace --quiet
+say "cargo test"
+cargo test --workspace --quiet 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
+
+if [ "$long" -eq 1 ]; then
+    say "fuzzing (60 s per target)"
+    "$REPO/scripts/fuzz.sh" 60
+fi
+
+if [ -d "$REPO/python/tests" ] && find "$REPO/python/tests" -name 'test_*.py' | grep -q .; then
+    say "Python end-to-end tests"
+    export GCRS_BIN_DIR=$CARGO_TARGET_DIR/debug
+    export GCRS_SERVICE_BIN=$GCRS_BIN_DIR/gc-service
+    export GCRS_ENDPOINT_BIN=$GCRS_BIN_DIR/globus-compute-endpoint
+    "$GCRS_PYTHON" -m pytest -q -p no:cacheprovider "$REPO/python/tests"
+fi
+
+# One closing line for the whole run, from the Rust side (pytest prints its own above).
+passed=$(grep -Eo '[0-9]+ passed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+echo "rust: $passed passed, $failed failed"
