@@ -1,2 +1,4 @@
 //! Endpoint configuration files: models, defaults, template rendering and validation.
 #![forbid(unsafe_code)]
+
+pub mod defaults;
