@@ -142,8 +142,24 @@ pub async fn record_and_forward(
     Ok(())
 }
 
-pub async fn consume_results(state: AppState) -> Result<(), ConsumeError> {
+/// Run `body` on a fresh channel and close the channel when it fails, so that every
+/// unacknowledged delivery goes back to the queue for the next attempt.
+async fn with_channel<'a, F, Fut>(state: &'a AppState, body: F) -> Result<(), ConsumeError>
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ConsumeError>> + 'a,
+{
     let ch = state.broker.channel().await?;
+    let result = body(ch.clone()).await;
+    let _ = ch.close(200, "consumer restarting".into()).await;
+    result
+}
+
+pub async fn consume_results(state: AppState) -> Result<(), ConsumeError> {
+    with_channel(&state, |ch| results_loop(state.clone(), ch)).await
+}
+
+async fn results_loop(state: AppState, ch: Channel) -> Result<(), ConsumeError> {
     let mut c = consumer(&ch, Q_RESULTS, RESULT_BATCH as u16 * 2).await?;
     tracing::info!("consuming endpoint results");
     loop {
@@ -180,7 +196,10 @@ pub async fn consume_results(state: AppState) -> Result<(), ConsumeError> {
 }
 
 pub async fn consume_heartbeats(state: AppState) -> Result<(), ConsumeError> {
-    let ch = state.broker.channel().await?;
+    with_channel(&state, |ch| heartbeats_loop(state.clone(), ch)).await
+}
+
+async fn heartbeats_loop(state: AppState, ch: Channel) -> Result<(), ConsumeError> {
     let mut c = consumer(&ch, Q_HEARTBEATS, 100).await?;
     tracing::info!("consuming endpoint heartbeats");
     loop {

@@ -775,20 +775,54 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(vec![]);
         }
+        // First outcome per task wins, within the batch as across batches.
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| seen.insert(o.task_id.as_str()))
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for o in outcomes {
-            sqlx::query(
-                "UPDATE tasks SET status = $1, result = $2, exception = $3, details = $4, completion_t = $5 \
-                 WHERE id = $6 AND completion_t IS NULL",
-            )
-            .bind(if o.success { "success" } else { "failed" })
-            .bind(if o.success { Some(o.data.clone()) } else { None })
-            .bind(if o.success { None } else { Some(o.data.clone()) })
-            .bind(o.details.clone())
-            .bind(o.completion_t)
-            .bind(&o.task_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in unique.chunks(500) {
+            // One statement per chunk; VALUES columns are named column1.. in both databases.
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 6;
+                    format!(
+                        "(${},${},${},${},${},${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "UPDATE tasks SET status = v.column2, result = v.column3, exception = v.column4, \
+                 details = v.column5, completion_t = v.column6 FROM (VALUES {}) AS v \
+                 WHERE tasks.id = v.column1 AND tasks.completion_t IS NULL",
+                rows.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for o in chunk {
+                q = q
+                    .bind(o.task_id.clone())
+                    .bind(if o.success { "success" } else { "failed" })
+                    .bind(if o.success {
+                        Some(o.data.clone())
+                    } else {
+                        None
+                    })
+                    .bind(if o.success {
+                        None
+                    } else {
+                        Some(o.data.clone())
+                    })
+                    .bind(o.details.clone())
+                    .bind(o.completion_t);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         let ids: Vec<String> = outcomes.iter().map(|o| o.task_id.clone()).collect();
