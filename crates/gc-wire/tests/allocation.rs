@@ -17,6 +17,7 @@ const T: &str = "00000000-0000-4000-8000-000000000001";
 fn decoding_allocates_in_proportion_to_the_input() {
     let _profiler = dhat::Profiler::builder().testing().build();
 
+    let v1 = |json: &str| [&[1u8][..], json.as_bytes()].concat();
     let tiny_hostile: Vec<Vec<u8>> = vec![
         // MessagePack headers claiming 4 GiB strings, arrays and maps.
         b"\x01\xdb\xff\xff\xff\xff".to_vec(),
@@ -24,19 +25,18 @@ fn decoding_allocates_in_proportion_to_the_input() {
         b"\x01\xdf\xff\xff\xff\xff".to_vec(),
         b"\xdb\xff\xff\xff\xff".to_vec(),
         // JSON with huge numbers where counts or sizes could be.
-        format!(r#"{{"message_type":"task","data":{{"task_id":"{T}","task_buffer":4294967296}}}}"#)
-            .into_bytes(),
-        format!(r#"{{"message_type":"task_transition","data":{{"timestamp":1e4294967296,"state":"running","actor":"worker"}}}}"#)
-            .into_bytes(),
-        format!(r#"{{"message_type":"task_transition","data":{{"timestamp":"{}","state":"running","actor":"worker"}}}}"#, "9".repeat(200))
-            .into_bytes(),
+        v1(&format!(
+            r#"{{"message_type":"task","data":{{"task_id":"{T}","task_buffer":4294967296}}}}"#
+        )),
+        v1(r#"{"message_type":"task_transition","data":{"timestamp":1e4294967296}}"#),
+        v1(&format!(
+            r#"{{"message_type":"task_transition","data":{{"timestamp":"{}"}}}}"#,
+            "9".repeat(200)
+        )),
         // Unterminated string and array.
-        br#"{"message_type":"result","data":{"data":""#.to_vec(),
-        br#"{"message_type":"ep_status_report","data":{"global_state":{"x":[[[[[["#.to_vec(),
-    ]
-    .into_iter()
-    .map(|b| if b.first() == Some(&1) || b.first() == Some(&0xdb) { b } else { [&[1u8][..], &b].concat() })
-    .collect();
+        v1(r#"{"message_type":"result","data":{"data":""#),
+        v1(r#"{"message_type":"ep_status_report","data":{"global_state":{"x":[[[[[["#),
+    ];
 
     let before = dhat::HeapStats::get();
     for input in &tiny_hostile {
