@@ -7,6 +7,7 @@ pub mod defaults;
 pub mod engine;
 mod error;
 pub mod pyfmt;
+pub mod template;
 pub mod yaml;
 
 pub use coerce::Number;
