@@ -8,6 +8,7 @@ pub mod engine;
 mod error;
 pub mod pyfmt;
 pub mod template;
+pub mod user_env;
 pub mod yaml;
 
 pub use coerce::Number;
