@@ -128,6 +128,9 @@ pub struct TaskRequest {
     pub task_buffer: String,
     /// The header `result_serializers` (import paths); empty means the SDK defaults.
     pub result_serializers: Vec<String>,
+    /// The header `resource_specification`, parsed; empty means none. Pool engines support
+    /// none: a non-empty one fails the task (an engine-level failure, as upstream).
+    pub resource_specification: Map<String, Value>,
 }
 
 /// Resolves to the task's [`TaskResult`] — success, task failure, or engine-level failure.
@@ -301,6 +304,19 @@ impl Engine {
         let sender = self.sender.as_ref().ok_or(EngineError::NotRunning)?;
         let (reply, rx) = oneshot::channel();
         let task_id = request.task_id;
+        if !request.resource_specification.is_empty() {
+            // Upstream's `_submit` raises this on every attempt, retries included.
+            let text = format!(
+                "ValueError: resource_specification is not supported on {}.  For MPI apps, \
+                 use GlobusMPIEngine.\n",
+                self.shared.kind.name()
+            );
+            let attempts = 1 + self.shared.max_retries as usize;
+            let result = system_failure(task_id, &vec![text; attempts], now_ns());
+            // The receiver is right here: this send cannot fail.
+            let _ = reply.send(result);
+            return Ok(TaskHandle { task_id, rx });
+        }
         self.shared.counters.pending.fetch_add(1, Ordering::SeqCst);
         if sender.send(Job { request, reply }).is_err() {
             self.shared.counters.pending.fetch_sub(1, Ordering::SeqCst);

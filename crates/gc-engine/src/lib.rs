@@ -30,6 +30,7 @@
 //!     task_id: uuid::Uuid::new_v4(),
 //!     task_buffer,
 //!     result_serializers: Vec::new(),
+//!     resource_specification: Default::default(),
 //! })?;
 //! let result = handle.await?; // gc_wire::messagepack::TaskResult, ready to publish
 //! assert_eq!(result.is_error(), result.error_details.is_some());

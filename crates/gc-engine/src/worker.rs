@@ -56,6 +56,23 @@ impl WorkerCommand {
         }
     }
 
+    /// Run `script` with `/bin/sh` first, in the shell that then `exec`s this command, so it
+    /// can `source`, `export` or `module load` for the worker (like upstream's
+    /// `worker_init`). The script's standard output goes to stderr: stdout is the channel.
+    pub fn with_shell_init(self, script: &str) -> Self {
+        let mut args: Vec<OsString> = vec![
+            "-c".into(),
+            format!("{{\n{script}\n}} 1>&2\nexec \"$0\" \"$@\"").into(),
+            self.program.into_os_string(),
+        ];
+        args.extend(self.args);
+        Self {
+            program: PathBuf::from("/bin/sh"),
+            args,
+            env: self.env,
+        }
+    }
+
     /// `python -m globus_compute_rs_worker`: the package must be importable (installed, or
     /// on `PYTHONPATH`).
     pub fn module(python: impl Into<PathBuf>) -> Self {

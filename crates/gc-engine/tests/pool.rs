@@ -101,6 +101,7 @@ fn request(case: &str) -> TaskRequest {
         task_id: Uuid::new_v4(),
         task_buffer: payload(case),
         result_serializers: Vec::new(),
+        resource_specification: Default::default(),
     }
 }
 
@@ -438,5 +439,37 @@ async fn requested_result_serializer_is_used() {
         .await
         .expect("result");
     assert_eq!(r.data, "11\n42");
+    pool.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn resource_specification_is_refused_like_upstream() {
+    let mut cfg = config(EngineKind::ThreadPool, 1);
+    cfg.max_retries_on_system_failure = 1;
+    let pool = start(cfg);
+    let mut req = request("add");
+    req.resource_specification
+        .insert("num_nodes".into(), json!(2));
+    let r = pool
+        .engine
+        .submit(req)
+        .expect("submit")
+        .await
+        .expect("result");
+    let line = "ValueError: resource_specification is not supported on ThreadPoolEngine.  For \
+                MPI apps, use GlobusMPIEngine.\n";
+    assert_eq!(r.data.matches(line).count(), 2, "{}", r.data);
+    assert!(r.data.contains("Traceback from attempt: final attempt\n"));
+    assert_eq!(r.error_details.expect("error").code, "RemoteExecutionError");
+    pool.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn shell_init_runs_before_the_worker_without_touching_the_channel() {
+    let mut cfg = config(EngineKind::ProcessPool, 1);
+    cfg.worker = WorkerCommand::embedded(python())
+        .with_shell_init("echo noise on stdout; export GCRS_INIT_MARK=from-init");
+    let pool = start(cfg);
+    assert_eq!(value(&run(&pool, "init_mark").await), json!("from-init"));
     pool.engine.shutdown().await;
 }

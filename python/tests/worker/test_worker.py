@@ -263,3 +263,27 @@ def test_process_protocol_error(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def _sleeper(seconds):
+    import time
+
+    # Short sleeps: the timeout interrupts between bytecodes, not inside one long sleep.
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "finished"
+
+
+@pytest.mark.parametrize("with_parsl", [True, False], ids=["parsl", "no-parsl"])
+def test_task_timeout(runner, monkeypatch, with_parsl):
+    monkeypatch.setenv("GC_TASK_TIMEOUT", "0.2")
+    if not with_parsl:
+        # A worker environment without Parsl gets the module's own equivalent.
+        monkeypatch.setitem(sys.modules, "parsl.app.python", None)
+    sleeper = NS["add"].__class__(_sleeper.__code__, NS)
+    got = ours(runner, payload(sleeper, 30))
+    assert got["code"] == "RemoteExecutionError"
+    last = got["data"].rstrip().split("\n")[-1]
+    expected = "AppTimeout" if with_parsl else "globus_compute_rs_worker.worker.TaskTimeout"
+    assert last.split(":")[0].endswith(expected), got["data"]

@@ -44,6 +44,12 @@ def getpid():
     return os.getpid()
 
 
+def init_mark():
+    import os
+
+    return os.environ.get("GCRS_INIT_MARK")
+
+
 def main_namespace():
     import __main__
 
@@ -104,6 +110,7 @@ def payloads():
         "too_big": payload(big, 11 * MIB),
         "getpid": payload(getpid),
         "main_namespace": payload(main_namespace),
+        "init_mark": payload(init_mark),
         "sleep": payload(mark_then_sleep, 600),
         "die": payload(die),
         "cwd_and_env": payload(cwd_and_env),
