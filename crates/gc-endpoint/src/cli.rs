@@ -1,0 +1,169 @@
+//! The command group: group options (`-c/--config-dir`, `--help`), the sub-command table and
+//! dispatch. Parsing happens in two steps, as in upstream's Click group: first the group's own
+//! options (which set up the Compute directory), then the sub-command's arguments.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction};
+
+use crate::click::{self, CliError, Usage};
+use crate::commands;
+use crate::compute_dir;
+
+const GROUP_USAGE: Usage = Usage {
+    command_path: "globus-compute-endpoint",
+    pieces: "[OPTIONS] COMMAND [ARGS]...",
+    help_hint: Some("--help"),
+};
+
+/// The sub-commands this build offers.
+#[derive(Debug, Clone, Copy)]
+enum Command {
+    Configure,
+    Delete,
+    List,
+    Version,
+}
+
+impl Command {
+    /// All commands in the order Click lists them (alphabetical).
+    const ALL: [Command; 4] = [
+        Command::Configure,
+        Command::Delete,
+        Command::List,
+        Command::Version,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Command::Configure => "configure",
+            Command::Delete => "delete",
+            Command::List => "list",
+            Command::Version => "version",
+        }
+    }
+
+    /// The command's help text, from which Click derives the short help of the listing.
+    fn help(self) -> &'static str {
+        match self {
+            Command::Configure => "Configure an endpoint",
+            Command::Delete => "Deletes an endpoint and its config.",
+            Command::List => "List all available endpoints",
+            Command::Version => "Show the version of globus-compute-endpoint",
+        }
+    }
+
+    fn run(self, args: &[String]) -> click::CmdResult {
+        match self {
+            Command::Configure => commands::configure::run(args),
+            Command::Delete => commands::delete::run(args),
+            Command::List => commands::list::run(args),
+            Command::Version => commands::version::run(args),
+        }
+    }
+}
+
+/// The group's `--help` text.
+fn group_help() -> String {
+    let width = click::help_width();
+    let mut out = String::from(
+        "Usage: globus-compute-endpoint [OPTIONS] COMMAND [ARGS]...\n\nOptions:\n  -c, --config-dir TEXT  override default config dir\n  --help                 Show this message and exit.\n\nCommands:\n",
+    );
+    let longest = Command::ALL
+        .iter()
+        .map(|c| c.name().len())
+        .max()
+        .unwrap_or(0);
+    let limit = width.saturating_sub(6 + longest);
+    let first_col = longest.min(30) + 2;
+    for c in Command::ALL {
+        let short = click::short_help(c.help(), limit);
+        out.push_str(&format!("  {:<first_col$}{short}\n", c.name()));
+    }
+    out
+}
+
+fn group_parser() -> clap::Command {
+    clap::Command::new("globus-compute-endpoint")
+        .no_binary_name(true)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .allow_external_subcommands(true)
+        .args_override_self(true)
+        .arg(
+            Arg::new("config-dir")
+                .short('c')
+                .long("config-dir")
+                .num_args(1)
+                .allow_hyphen_values(true),
+        )
+        .arg(Arg::new("help").long("help").action(ArgAction::SetTrue))
+}
+
+/// Parse and run one invocation; the exit status follows Click's conventions.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}
+
+fn dispatch(args: &[String]) -> click::CmdResult {
+    if args.is_empty() {
+        // Click's `no_args_is_help` for groups: the help, on stderr, as a usage error.
+        eprint!("{}", group_help());
+        return Err(CliError::Exit(2));
+    }
+    let parser = group_parser();
+    let long = click::long_options(&parser);
+    // The sub-command's own words start at the first word clap does not take as a group
+    // option; find it by parsing.
+    let matches = parser
+        .try_get_matches_from(args)
+        .map_err(|e| click::from_clap(&e, GROUP_USAGE, &long, args))?;
+    if matches.get_flag("help") {
+        click::print_help(&group_help());
+        return Ok(());
+    }
+    if let Some(dir) = matches.get_one::<String>("config-dir") {
+        compute_dir::set_override(dir);
+    }
+    compute_dir::ensure_compute_dir().map_err(CliError::Click)?;
+
+    let Some((name, sub)) = matches.subcommand() else {
+        return Err(CliError::Usage {
+            usage: GROUP_USAGE,
+            message: "Missing command.".into(),
+        });
+    };
+    let sub_args: Vec<String> = sub
+        .get_many::<OsString>("")
+        .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let Some(cmd) = Command::ALL.into_iter().find(|c| c.name() == name) else {
+        return Err(CliError::Usage {
+            usage: GROUP_USAGE,
+            message: format!("No such command '{name}'."),
+        });
+    };
+    cmd.run(&sub_args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_help_lists_only_built_commands() {
+        let help = group_help();
+        assert!(help.contains("\n  configure  Configure an endpoint\n"));
+        assert!(help.contains("\n  version    Show the version of globus-compute-endpoint\n"));
+        assert!(!help.contains("start"));
+    }
+}

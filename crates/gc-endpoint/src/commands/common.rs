@@ -1,0 +1,40 @@
+//! Options every "common options" command accepts after its name, and argument parsing.
+
+use clap::Parser;
+
+use crate::click::{self, CliError, Usage};
+
+/// `-h/--help`, `--no-color`, `--log-to-console`, `--debug`.
+#[derive(Debug, clap::Args)]
+pub struct CommonOptions {
+    /// Show this message and exit.
+    #[arg(short = 'h', long = "help")]
+    pub help: bool,
+    /// Do not colorize the (console) log lines
+    #[arg(long)]
+    pub no_color: bool,
+    /// Emit log lines to console as well as log
+    #[arg(long)]
+    pub log_to_console: bool,
+    /// Emit extra information generally only helpful for developers
+    #[arg(long)]
+    pub debug: bool,
+}
+
+impl CommonOptions {
+    /// Apply the logging flags; `true` when help was asked for (and printed).
+    pub fn apply(&self, help_text: &str) -> bool {
+        crate::console::set_debug(self.debug);
+        if self.help {
+            click::print_help(help_text);
+        }
+        self.help
+    }
+}
+
+/// Parse a sub-command's words with clap, reporting errors as Click would.
+pub fn parse<T: Parser>(args: &[String], usage: Usage) -> Result<T, CliError> {
+    let cmd = T::command();
+    let long = click::long_options(&cmd);
+    T::try_parse_from(args).map_err(|e| click::from_clap(&e, usage, &long, args))
+}

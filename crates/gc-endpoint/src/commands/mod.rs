@@ -1,0 +1,7 @@
+//! One module per sub-command; each offers `run(args) -> CmdResult`.
+
+pub mod common;
+pub mod configure;
+pub mod delete;
+pub mod list;
+pub mod version;

@@ -1,0 +1,37 @@
+//! `version` (ENDPOINT.md §1.4.1): print this build's version in upstream's format.
+
+use crate::click::{CmdResult, Usage};
+use crate::commands::common::{CommonOptions, parse};
+
+const USAGE: Usage = Usage {
+    command_path: "globus-compute-endpoint version",
+    pieces: "[OPTIONS]",
+    help_hint: None,
+};
+
+const HELP: &str = include_str!("../help/version.txt");
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
+struct Args {
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+/// Run `version`.
+pub fn run(args: &[String]) -> CmdResult {
+    let args: Args = parse(args, USAGE)?;
+    if args.common.apply(HELP) {
+        return Ok(());
+    }
+    println!(
+        "Globus Compute endpoint version: {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Console log lines as upstream's CLI prints them on stderr (ENDPOINT.md §1.5): INFO as
+//! `> <message>`, other levels in the full log format
+//! (`<date> <time>,<µs> <LEVEL> MainProcess-<pid> MainThread-<pid> <where> <message>`).
+//! `--debug` prints every level, INFO included, in the full format.
+
+use std::io::Write;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Switch to debug console output (`--debug`).
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
+fn full_line(level: &str, loc: &Location<'_>, msg: &str) -> String {
+    let now = chrono::Local::now();
+    let pid = std::process::id();
+    let file = loc.file().rsplit('/').next().unwrap_or("");
+    let module = file.trim_end_matches(".rs");
+    format!(
+        "{} {level} MainProcess-{pid} MainThread-{pid} globus_compute_endpoint.{module}:{} {module} {msg}\n",
+        now.format("%Y-%m-%d %H:%M:%S,%6f"),
+        loc.line()
+    )
+}
+
+fn emit(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// An INFO line.
+#[track_caller]
+pub fn info(msg: &str) {
+    if DEBUG.load(Ordering::Relaxed) {
+        emit(&full_line("INFO", Location::caller(), msg));
+    } else {
+        emit(&format!("> {msg}\n"));
+    }
+}
+
+/// A DEBUG line (only with `--debug`).
+#[track_caller]
+pub fn debug(msg: &str) {
+    if DEBUG.load(Ordering::Relaxed) {
+        emit(&full_line("DEBUG", Location::caller(), msg));
+    }
+}
+
+/// A WARNING line.
+#[track_caller]
+pub fn warning(msg: &str) {
+    emit(&full_line("WARNING", Location::caller(), msg));
+}
+
+/// A CRITICAL line.
+#[track_caller]
+pub fn critical(msg: &str) {
+    emit(&full_line("CRITICAL", Location::caller(), msg));
+}
