@@ -164,7 +164,7 @@ impl UserEndpointConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EndpointConfig {
     /// No (or a null) `engine`.
-    Core(CoreEndpointConfig),
+    Core(Box<CoreEndpointConfig>),
     /// Has an `engine`.
     User(Box<UserEndpointConfig>),
 }
@@ -281,7 +281,7 @@ pub fn load_config(
     if has_engine {
         user_from_entries(entries, text, source).map(|c| EndpointConfig::User(Box::new(c)))
     } else {
-        core_from_entries(entries, text, source, options).map(EndpointConfig::Core)
+        core_from_entries(entries, text, source, options).map(|c| EndpointConfig::Core(Box::new(c)))
     }
 }
 
@@ -291,7 +291,7 @@ impl CoreEndpointConfig {
     /// [`crate::engine_in_core_config_message`]).
     pub fn from_yaml(text: &str, source: &str, options: LoadOptions) -> Result<Self, ConfigError> {
         match load_config(text, source, options)? {
-            EndpointConfig::Core(config) => Ok(config),
+            EndpointConfig::Core(config) => Ok(*config),
             EndpointConfig::User(_) => {
                 let entries = parse_mapping(text, source)?;
                 let line = entries.iter().find(|e| e.0 == "engine").map(|e| e.1);

@@ -646,6 +646,9 @@ fn child<'a>(at: &At<'a>, key: &str, line: usize) -> At<'a> {
     }
 }
 
+/// The non-null, non-`type` entries of a dispatch mapping: key, line, value.
+type Entries<'n> = Vec<(&'n str, usize, &'n Node)>;
+
 /// Split a dispatch mapping into its `type` and remaining non-null entries.
 fn dispatch<'n, T>(
     at: &At,
@@ -653,7 +656,7 @@ fn dispatch<'n, T>(
     from_name: fn(&str) -> Option<T>,
     what: &'static str,
     valid: &'static [&'static str],
-) -> Result<(T, Vec<(&'n str, usize, &'n Node)>), ConfigError> {
+) -> Result<(T, Entries<'n>), ConfigError> {
     let Value::Map(entries) = &node.value else {
         return Err(at.err(ConfigErrorKind::NotAMapping {
             found: node.type_name(),
@@ -681,6 +684,19 @@ fn dispatch<'n, T>(
     match kind {
         Some(kind) => Ok((kind, rest)),
         None => Err(child(at, "type", node.line).err(ConfigErrorKind::MissingField)),
+    }
+}
+
+/// Python truthiness of a YAML value.
+fn is_truthy(node: &Node) -> bool {
+    match &node.value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Int(i) => *i != 0,
+        Value::Float(f) => *f != 0.0,
+        Value::Str(s) => !s.is_empty(),
+        Value::Seq(items) => !items.is_empty(),
+        Value::Map(entries) => !entries.is_empty(),
     }
 }
 
@@ -889,14 +905,10 @@ pub(crate) fn build_engine(at: &At, node: &Node) -> Result<EngineConfig, ConfigE
                 match *key {
                     "provider" => provider = Some(build_provider(&key_at, value)?),
                     "address" => address = Some(build_address(&key_at, value)?),
-                    "enable_mpi_mode" | "mpi_launcher" if !mpi => {
-                        if !matches!(value.value, Value::Bool(false) | Value::Int(0))
-                            && value.value != Value::Str(String::new())
-                        {
-                            return Err(key_at.err(ConfigErrorKind::InvalidValue(
-                                "MPI mode is not supported on GlobusComputeEngine. Use GlobusMPIEngine instead.".into(),
-                            )));
-                        }
+                    "enable_mpi_mode" | "mpi_launcher" if !mpi && is_truthy(value) => {
+                        return Err(key_at.err(ConfigErrorKind::InvalidValue(
+                            "MPI mode is not supported on GlobusComputeEngine. Use GlobusMPIEngine instead.".into(),
+                        )));
                     }
                     _ => {}
                 }

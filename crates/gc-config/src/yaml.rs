@@ -264,9 +264,7 @@ impl MarkedEventReceiver for Builder {
 
 fn unsupported_tag(tag: Option<&Tag>, expected: &str) -> Option<String> {
     let tag = tag?;
-    if tag.handle == "tag:yaml.org,2002:" && tag.suffix == expected
-        || tag.handle == "!!" && tag.suffix == expected
-    {
+    if (tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!") && tag.suffix == expected {
         return None;
     }
     Some(format!(
