@@ -59,15 +59,24 @@ pub enum CommandError {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct MepCommand {
     pub command: Option<String>,
-    /// Used only in log and failure messages; any JSON value is accepted, as upstream.
+    /// Used only in log and failure messages; any JSON value (`null` too) is accepted, as
+    /// upstream.
+    #[serde(default, deserialize_with = "present")]
     pub globus_username: Option<Value>,
-    /// Used only in log and failure messages; any JSON value is accepted, as upstream.
+    /// Used only in log and failure messages; any JSON value (`null` too) is accepted, as
+    /// upstream.
+    #[serde(default, deserialize_with = "present")]
     pub globus_effective_identity: Option<Value>,
     pub globus_identity_set: Option<Vec<Map<String, Value>>>,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
     pub kwargs: Map<String, Value>,
+}
+
+/// `Some` for any present value, `null` included (absent keys get the `None` default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 impl MepCommand {
@@ -263,6 +272,16 @@ mod tests {
         let start = validate(&b).unwrap();
         assert!(start.args.is_empty() && start.user_opts.is_empty());
         assert!(start.user_runtime.is_empty());
+    }
+
+    #[test]
+    fn null_identity_strings_count_as_present() {
+        let mut b = body();
+        b["globus_username"] = Value::Null;
+        b["globus_effective_identity"] = Value::Null;
+        let start = validate(&b).unwrap();
+        assert_eq!(start.globus_username, Value::Null);
+        assert_eq!(serde_json::to_value(&start).unwrap(), b);
     }
 
     #[test]
