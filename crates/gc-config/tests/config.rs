@@ -290,3 +290,20 @@ fn full_engine_tree() {
     assert_eq!(e.allowed_serializers().unwrap().len(), 2);
     assert_eq!(e.working_dir(), "tasks_working_dir");
 }
+
+#[test]
+fn expand_path_handles_tilde_and_variables() {
+    let env = |name: &str| (name == "SCRATCH").then(|| "/scratch/alice".to_string());
+    assert_eq!(
+        gc_config::expand_path("~/eps/x", "/home/alice", env),
+        "/home/alice/eps/x"
+    );
+    assert_eq!(
+        gc_config::expand_path("$SCRATCH/ep.log", "/h", env),
+        "/scratch/alice/ep.log"
+    );
+    assert_eq!(
+        gc_config::expand_path("${SCRATCH}/a/$NOPE/b$", "/h", env),
+        "/scratch/alice/a/$NOPE/b$"
+    );
+}
