@@ -380,8 +380,6 @@ impl Worker {
             Err(e) => return classify(conn, e),
         };
         self.connected.send_replace(true);
-        let session_start = Instant::now();
-        let mut stable = false;
         let mut in_flight: HashMap<u64, Pending> = HashMap::new();
         let mut confirms: FuturesUnordered<ConfirmFuture> = FuturesUnordered::new();
         let mut draining = false;
@@ -451,10 +449,6 @@ impl Worker {
                     None => draining = true,
                 },
                 _ = status_tick.tick() => {
-                    if !stable && session_start.elapsed() >= self.retry.policy().reset_after {
-                        stable = true;
-                        self.retry.mark_stable();
-                    }
                     if !channel.status().connected() {
                         let err = lapin::Error::from(std::io::Error::other("publisher channel is no longer open"));
                         break classify(conn, err);

@@ -70,10 +70,6 @@ impl RetryState {
         }
     }
 
-    pub(crate) fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
-
     /// A connect attempt (TCP, handshake, or channel set-up on a fresh connection) failed.
     pub(crate) fn connect_failed(&mut self, err: lapin::Error) -> Next {
         if is_auth_failure(&err) {
@@ -116,11 +112,6 @@ impl RetryState {
             });
         }
         Next::RetryAfter(self.policy.channel_reopen_delay)
-    }
-
-    /// The session has been up long enough: forget earlier connect failures.
-    pub(crate) fn mark_stable(&mut self) {
-        self.attempts = 0;
     }
 
     fn retry_sleep(&self) -> Duration {

@@ -411,10 +411,10 @@ impl Worker {
         };
         self.session += 1;
         let mut acks = AckState::new(self.session);
-        let session_start = Instant::now();
-        let mut stable = false;
         self.consuming.send_replace(true);
-        let mut tick = tokio::time::interval(self.options.ack_interval);
+        // Not `interval`: its first tick is immediate, which would flush a partial batch.
+        let period = self.options.ack_interval.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             tokio::select! {
@@ -461,10 +461,6 @@ impl Worker {
                     }
                 },
                 _ = tick.tick() => {
-                    if !stable && session_start.elapsed() >= self.retry.policy().reset_after {
-                        stable = true;
-                        self.retry.mark_stable();
-                    }
                     if acks.pending() > 0 {
                         if let Err(e) = flush(&channel, &mut acks).await {
                             break classify(conn, e);
@@ -480,9 +476,7 @@ impl Worker {
 
 async fn flush(channel: &lapin::Channel, acks: &mut AckState) -> Result<(), lapin::Error> {
     for (tag, multiple) in acks.take_acks() {
-        channel
-            .basic_ack(tag, BasicAckOptions { multiple })
-            .await?;
+        channel.basic_ack(tag, BasicAckOptions { multiple }).await?;
     }
     Ok(())
 }

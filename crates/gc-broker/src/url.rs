@@ -78,8 +78,7 @@ impl AmqpUrl {
         let port = parsed
             .port()
             .unwrap_or(if tls { AMQPS_PORT } else { AMQP_PORT });
-        let (username, password) = if parsed.username().is_empty() && parsed.password().is_none()
-        {
+        let (username, password) = if parsed.username().is_empty() && parsed.password().is_none() {
             ("guest".to_owned(), "guest".to_owned())
         } else {
             (
@@ -251,7 +250,10 @@ mod tests {
         assert_eq!(u.vhost, "vh");
 
         let u = AmqpUrl::parse("amqp://h:1234").unwrap();
-        assert_eq!((u.username.as_str(), u.password.as_str()), ("guest", "guest"));
+        assert_eq!(
+            (u.username.as_str(), u.password.as_str()),
+            ("guest", "guest")
+        );
         assert_eq!(u.port, 1234);
     }
 
@@ -270,8 +272,8 @@ mod tests {
 
     #[test]
     fn query_options() {
-        let u = AmqpUrl::parse("amqp://a:b@h/v?heartbeat=7&socket_timeout=2.5&frame_max=8192")
-            .unwrap();
+        let u =
+            AmqpUrl::parse("amqp://a:b@h/v?heartbeat=7&socket_timeout=2.5&frame_max=8192").unwrap();
         assert_eq!(u.heartbeat, Some(7));
         assert_eq!(u.connect_timeout_ms, Some(2500));
         assert_eq!(u.frame_max, Some(8192));

@@ -14,7 +14,9 @@ use serde_json::json;
 const LIMIT: Duration = Duration::from_secs(60);
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("test step timed out")
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test step timed out")
 }
 
 fn consume_target(url: &str, queue: &str) -> ConsumeTarget {
@@ -59,7 +61,10 @@ async fn only_handed_off_deliveries_are_acked() {
     admin.wait_ready("tasks", 2).await;
     let a = admin.get("tasks").await.expect("message 3");
     let b = admin.get("tasks").await.expect("message 5");
-    assert_eq!((a.delivery.data.as_slice(), b.delivery.data.as_slice()), (&[3u8][..], &[5u8][..]));
+    assert_eq!(
+        (a.delivery.data.as_slice(), b.delivery.data.as_slice()),
+        (&[3u8][..], &[5u8][..])
+    );
     assert!(a.delivery.redelivered && b.delivery.redelivered);
 }
 
@@ -91,6 +96,25 @@ async fn acks_are_flushed_in_batches_while_running() {
     // 5 pending deliveries come back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(
+            &std::process::Command::new("rabbitmqctl")
+                .args([
+                    "list_queues",
+                    "-p",
+                    &vh.name,
+                    "name",
+                    "messages_ready",
+                    "messages_unacknowledged",
+                    "consumers"
+                ])
+                .output()
+                .unwrap()
+                .stdout
+        )
+    );
     admin.wait_ready("tasks", 5).await;
     let m = admin.get("tasks").await.expect("first requeued");
     assert_eq!(m.delivery.data, [20u8]);
@@ -159,10 +183,7 @@ async fn exclusive_consumer_is_refused_and_stops_for_good() {
         other => panic!("expected a stop, got {other:?}"),
     }
     // Stopped is sticky.
-    assert!(matches!(
-        second.next().await,
-        Err(BrokerError::Stopped(_))
-    ));
+    assert!(matches!(second.next().await, Err(BrokerError::Stopped(_))));
     // A consumer of a missing queue stops the same way (404 three times).
     let mut missing = Subscriber::start(
         consume_target(&vh.url(), "no-such-queue"),
@@ -173,7 +194,9 @@ async fn exclusive_consumer_is_refused_and_stops_for_good() {
     );
     assert!(matches!(
         within(missing.next()).await,
-        Err(BrokerError::Stopped(StopReason::ChannelClosedTooOften { .. }))
+        Err(BrokerError::Stopped(
+            StopReason::ChannelClosedTooOften { .. }
+        ))
     ));
     first.close().await;
 }
@@ -207,13 +230,20 @@ async fn ten_thousand_pipelined_publishes_are_all_confirmed() {
     let vh = Vhost::new();
     let admin = vh.admin().await;
     admin.topic("results", "results", "*.results").await;
-    let target =
-        PublishTarget::from_json(&publish_info(&vh.url(), "results", "results", "u.results"), None)
-            .unwrap();
+    let target = PublishTarget::from_json(
+        &publish_info(&vh.url(), "results", "results", "u.results"),
+        None,
+    )
+    .unwrap();
     let publisher = Publisher::start(target, PublisherOptions::default());
     let mut confirms = Vec::with_capacity(10_000);
     for i in 0..10_000u32 {
-        confirms.push(publisher.publish(i.to_be_bytes().to_vec()).await.expect("accepted"));
+        confirms.push(
+            publisher
+                .publish(i.to_be_bytes().to_vec())
+                .await
+                .expect("accepted"),
+        );
     }
     for c in confirms {
         within(c).await.expect("confirmed");
@@ -254,7 +284,9 @@ async fn unroutable_mandatory_publish_is_a_failure() {
         PublishTarget::from_json(&info, None).unwrap(),
         PublisherOptions::default(),
     );
-    within(ok.publish_confirmed(b"fine".to_vec())).await.expect("confirmed");
+    within(ok.publish_confirmed(b"fine".to_vec()))
+        .await
+        .expect("confirmed");
     within(publisher.publish_confirmed(b"again".to_vec()))
         .await
         .expect_err("returned again");
@@ -287,7 +319,12 @@ async fn results_survive_a_broker_outage() {
     let admin = vh.admin().await;
     admin.topic("results", "results", "*.results").await;
     let proxy = Proxy::start().await;
-    let info = publish_info(&vh.url_via(&proxy.addr()), "results", "results", "u.results");
+    let info = publish_info(
+        &vh.url_via(&proxy.addr()),
+        "results",
+        "results",
+        "u.results",
+    );
     let target = PublishTarget::from_json(&info, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
 
@@ -304,7 +341,9 @@ async fn results_survive_a_broker_outage() {
         .await
         .expect("confirmed before the outage");
     proxy.cut();
-    let held = within(publisher.publish(b"during".to_vec())).await.expect("accepted");
+    let held = within(publisher.publish(b"during".to_vec()))
+        .await
+        .expect("accepted");
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore().await;
     within(held).await.expect("confirmed after the reconnect");
@@ -358,7 +397,9 @@ async fn results_survive_a_broker_outage() {
 async fn failure_notice_has_no_properties() {
     let vh = Vhost::new();
     let admin = vh.admin().await;
-    admin.topic("heartbeats", "heartbeats", "*.heartbeats").await;
+    admin
+        .topic("heartbeats", "heartbeats", "*.heartbeats")
+        .await;
     let info = publish_info(&vh.url(), "heartbeats", "heartbeats", "uep.heartbeats");
     let target = NoticeTarget::from_json(&info).unwrap();
     within(send_notice(&target, b"notice", Duration::from_secs(30)))
@@ -375,7 +416,9 @@ async fn failure_notice_has_no_properties() {
     };
     assert!(matches!(
         within(send_notice(&unroutable, b"x", Duration::from_secs(30))).await,
-        Err(gc_broker::NoticeError::Publish(PublishError::Returned { .. }))
+        Err(gc_broker::NoticeError::Publish(
+            PublishError::Returned { .. }
+        ))
     ));
 }
 
@@ -384,7 +427,10 @@ fn failure_notice_blocking_helper_works_without_a_runtime() {
     let vh = Vhost::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        vh.admin().await.topic("heartbeats", "heartbeats", "*.heartbeats").await;
+        vh.admin()
+            .await
+            .topic("heartbeats", "heartbeats", "*.heartbeats")
+            .await;
     });
     let info = publish_info(&vh.url(), "heartbeats", "heartbeats", "uep.heartbeats");
     let target = NoticeTarget::from_json(&info).unwrap();

@@ -41,10 +41,7 @@ pub struct Vhost {
 
 impl Vhost {
     pub fn new() -> Vhost {
-        let name = format!(
-            "gcrs-broker-test-{:016x}",
-            rand::rng().random::<u64>()
-        );
+        let name = format!("gcrs-broker-test-{:016x}", rand::rng().random::<u64>());
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         Vhost { name }
@@ -85,7 +82,11 @@ pub struct Admin {
 impl Admin {
     pub async fn queue(&self, name: &str) {
         self.channel
-            .queue_declare(name.into(), QueueDeclareOptions::durable(), FieldTable::default())
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
             .await
             .expect("queue declare");
     }
@@ -162,7 +163,10 @@ impl Admin {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("queue {queue} never reached {n} ready messages (has {})", self.ready(queue).await);
+        panic!(
+            "queue {queue} never reached {n} ready messages (has {})",
+            self.ready(queue).await
+        );
     }
 }
 
