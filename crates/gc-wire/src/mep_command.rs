@@ -28,7 +28,7 @@ pub enum CommandError {
     /// Not a JSON object of the expected shape (the MEP drops such bodies without a notice).
     #[error("command body is not a valid JSON command: {0}")]
     Json(#[source] serde_json::Error),
-    /// One of the three `globus_*` keys is absent (upstream: "(KeyError) '<key>'").
+    /// One of the three `globus_*` keys is absent (upstream: `(KeyError) '<key>'`).
     #[error("required key {0:?} is missing")]
     MissingKey(&'static str),
     /// `command` is absent, malformed or names no MEP method (upstream: InvalidCommandError).

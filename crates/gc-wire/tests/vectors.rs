@@ -68,3 +68,52 @@ fn vector_contents_are_typed_as_expected() {
     };
     assert_eq!(r.data, "\u{e9}\u{2713}\u{0}\n\"");
 }
+
+/// The VERIFIED failure-notice bytes of PROTOCOL-ENDPOINT §4.6, built with the constructor.
+#[test]
+fn failure_notice_matches_verified_bytes() {
+    use gc_wire::messagepack::EpStatusReport;
+    let message = "Ignoring start request for untrusted identity.\n  Globus effective identity: \
+                   deadbeef-0000-4000-8000-000000000000\n  Globus username: me@example.org";
+    let id = uuid::Uuid::parse_str("44444444-3333-4444-8555-666666666666").unwrap();
+    let notice = EpStatusReport::failure_notice(id, message);
+    let expected = concat!(
+        "\x01{\"message_type\":\"ep_status_report\",\"data\":{\"endpoint_id\":\"44444444-3333-4444-8555-666666666666\",",
+        "\"global_state\":{\"error\":\"Ignoring start request for untrusted identity.\\n  Globus effective identity: ",
+        "deadbeef-0000-4000-8000-000000000000\\n  Globus username: me@example.org\",\"heartbeat_period\":3},",
+        "\"task_statuses\":{}}}"
+    );
+    assert_eq!(
+        String::from_utf8(messagepack::pack(&Message::EpStatusReport(notice.clone()))).unwrap(),
+        expected
+    );
+    assert_eq!(notice.error(), Some(message));
+    assert_eq!(notice.heartbeat_period(), Some(3.0));
+    assert_eq!(notice.active(), None);
+}
+
+/// The VERIFIED UEP heartbeat of PROTOCOL-ENDPOINT §6.2 round-trips byte-identically, key order
+/// and float spelling included.
+#[test]
+fn verified_uep_heartbeat_round_trips() {
+    let bytes = concat!(
+        "\x01{\"message_type\":\"ep_status_report\",\"data\":{\"endpoint_id\":\"22222222-3333-4444-8555-666666666666\",",
+        "\"global_state\":{\"total_cores\":2,\"total_mem\":23.0,\"total_core_hrs\":0,\"total_workers\":2,",
+        "\"pending_tasks\":0,\"outstanding_tasks\":0,\"scaling_enabled\":false,\"max_blocks\":1,\"min_blocks\":1,",
+        "\"max_workers_per_node\":2,\"nodes_per_block\":1,\"engine_type\":\"ThreadPoolEngine\",\"posix_ppid\":24395,",
+        "\"posix_username\":\"gcprobe\",\"posix_uid\":1001,\"posix_gid\":1001,\"posix_groups\":[1001],",
+        "\"posix_pid\":24488,\"posix_sid\":24488,\"config_raw\":\"heartbeat_period: 5\\nidle_heartbeats_soft: 4\\n",
+        "idle_heartbeats_hard: 8\\nengine:\\n  type: ThreadPoolEngine\\n  max_workers: 2\",",
+        "\"start_iso\":\"2026-11-22T17:45:49.600955+00:00\",\"start_unix\":1795369549.600955,",
+        "\"heartbeat_period\":5.0,\"active\":true},\"task_statuses\":{}}}"
+    );
+    let Message::EpStatusReport(report) = messagepack::unpack(bytes.as_bytes()).unwrap() else {
+        panic!("a status report")
+    };
+    assert_eq!(report.heartbeat_period(), Some(5.0));
+    assert_eq!(report.active(), Some(true));
+    assert_eq!(
+        String::from_utf8(messagepack::pack(&Message::EpStatusReport(report))).unwrap(),
+        bytes
+    );
+}

@@ -132,6 +132,45 @@ pub struct EpStatusReport {
     pub task_statuses: TaskStatuses,
 }
 
+impl EpStatusReport {
+    /// `global_state.heartbeat_period` of a failure notice (PROTOCOL-ENDPOINT §4.6).
+    pub const FAILURE_NOTICE_PERIOD: i64 = 3;
+
+    /// The failure notice a MEP or UEP sends when a user endpoint cannot start or dies
+    /// (PROTOCOL-ENDPOINT §4.6): `global_state = {"error": message, "heartbeat_period": 3}`.
+    pub fn failure_notice(endpoint_id: Uuid, message: impl Into<String>) -> EpStatusReport {
+        let mut global_state = Map::new();
+        global_state.insert("error".into(), Value::String(message.into()));
+        global_state.insert(
+            "heartbeat_period".into(),
+            Value::from(Self::FAILURE_NOTICE_PERIOD),
+        );
+        EpStatusReport {
+            endpoint_id,
+            global_state,
+            task_statuses: TaskStatuses::new(),
+        }
+    }
+
+    /// `global_state.error`: present only in failure notices.
+    pub fn error(&self) -> Option<&str> {
+        self.global_state.get("error").and_then(Value::as_str)
+    }
+
+    /// `global_state.heartbeat_period` in seconds; `0` means the MEP is shutting down.
+    pub fn heartbeat_period(&self) -> Option<f64> {
+        self.global_state
+            .get("heartbeat_period")
+            .and_then(Value::as_f64)
+    }
+
+    /// `global_state.active` (UEP heartbeats only); `false` in the last report of a main-loop
+    /// run.
+    pub fn active(&self) -> Option<bool> {
+        self.global_state.get("active").and_then(Value::as_bool)
+    }
+}
+
 /// Cancellation of a task (`message_type: "task_cancel"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TaskCancel {
