@@ -15,7 +15,11 @@ const T: &str = "00000000-0000-4000-8000-000000000001";
 
 #[test]
 fn decoding_allocates_in_proportion_to_the_input() {
-    let _profiler = dhat::Profiler::builder().testing().build();
+    // The profile is written when the profiler drops; keep it out of the source tree.
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .file_name(std::env::temp_dir().join("gc-wire-dhat-heap.json"))
+        .build();
 
     let v1 = |json: &str| [&[1u8][..], json.as_bytes()].concat();
     let tiny_hostile: Vec<Vec<u8>> = vec![
