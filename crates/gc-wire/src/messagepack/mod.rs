@@ -10,6 +10,11 @@
 //!   rejected). It never panics, and it allocates at most a constant factor of the input: the
 //!   format has no length prefixes, so nothing is reserved on the word of the sender.
 //!
+//! Deliberate differences from the Python reader, all on input no upstream component writes:
+//! nesting deeper than 128 levels, the non-standard tokens `NaN`/`Infinity`, and lone UTF-16
+//! surrogate escapes are rejected; typed integer fields (timestamps, `created_at`) must fit in
+//! an `i64`; integers beyond `u64` inside free-form objects are read as floats.
+//!
 //! ```
 //! use gc_wire::messagepack::{self, Message, TaskCancel};
 //! let id = uuid::Uuid::parse_str("00000000-0000-4000-8000-000000000001").unwrap();
