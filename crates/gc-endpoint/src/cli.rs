@@ -23,15 +23,17 @@ enum Command {
     Configure,
     Delete,
     List,
+    RenderUserConfig,
     Version,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 4] = [
+    const ALL: [Command; 5] = [
         Command::Configure,
         Command::Delete,
         Command::List,
+        Command::RenderUserConfig,
         Command::Version,
     ];
 
@@ -40,6 +42,7 @@ impl Command {
             Command::Configure => "configure",
             Command::Delete => "delete",
             Command::List => "list",
+            Command::RenderUserConfig => "render-user-config",
             Command::Version => "version",
         }
     }
@@ -50,6 +53,7 @@ impl Command {
             Command::Configure => "Configure an endpoint",
             Command::Delete => "Deletes an endpoint and its config.",
             Command::List => "List all available endpoints",
+            Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Version => "Show the version of globus-compute-endpoint",
         }
     }
@@ -59,6 +63,7 @@ impl Command {
             Command::Configure => commands::configure::run(args),
             Command::Delete => commands::delete::run(args),
             Command::List => commands::list::run(args),
+            Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Version => commands::version::run(args),
         }
     }
@@ -162,8 +167,10 @@ mod tests {
     #[test]
     fn group_help_lists_only_built_commands() {
         let help = group_help();
-        assert!(help.contains("\n  configure  Configure an endpoint\n"));
-        assert!(help.contains("\n  version    Show the version of globus-compute-endpoint\n"));
+        assert!(help.contains("\n  configure           Configure an endpoint\n"));
+        assert!(
+            help.contains("\n  version             Show the version of globus-compute-endpoint\n")
+        );
         assert!(!help.contains("start"));
     }
 }

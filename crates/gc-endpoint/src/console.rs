@@ -56,6 +56,12 @@ pub fn warning(msg: &str) {
     emit(&full_line("WARNING", Location::caller(), msg));
 }
 
+/// An ERROR line.
+#[track_caller]
+pub fn error(msg: &str) {
+    emit(&full_line("ERROR", Location::caller(), msg));
+}
+
 /// A CRITICAL line.
 #[track_caller]
 pub fn critical(msg: &str) {

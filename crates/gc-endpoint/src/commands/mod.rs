@@ -4,4 +4,5 @@ pub mod common;
 pub mod configure;
 pub mod delete;
 pub mod list;
+pub mod render_user_config;
 pub mod version;
