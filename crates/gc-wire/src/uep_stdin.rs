@@ -30,6 +30,9 @@ pub enum StdinError {
     /// Neither `amqp_creds` nor `mem_fd`: the UEP would have no broker credentials.
     #[error("stdin document has neither amqp_creds nor mem_fd")]
     NoCredentials,
+    /// `mem_fd` without a non-empty `enckey`: the credentials could not be decrypted.
+    #[error("stdin document has mem_fd but no enckey")]
+    MissingEncryptionKey,
 }
 
 /// The stdin document of a user endpoint. Unknown keys are ignored.
@@ -76,13 +79,18 @@ impl UepStdin {
     /// Parse and validate a document read from stdin.
     pub fn from_slice(bytes: &[u8]) -> Result<UepStdin, StdinError> {
         let doc: UepStdin = serde_json::from_slice(bytes).map_err(StdinError::Json)?;
-        if doc.amqp_creds.is_none() && doc.mem_fd.is_none() {
-            return Err(StdinError::NoCredentials);
+        // As upstream's credential provider: the memfd when given (which needs the key),
+        // else the inline credentials.
+        match (doc.mem_fd, doc.enckey.as_deref(), &doc.amqp_creds) {
+            (Some(_), None | Some(""), _) => Err(StdinError::MissingEncryptionKey),
+            (None, _, None) => Err(StdinError::NoCredentials),
+            _ => Ok(doc),
         }
-        Ok(doc)
     }
 
-    /// The compact JSON written to the pipe (no trailing newline).
+    /// The compact JSON written to the pipe (no trailing newline). Upstream's writer escapes
+    /// non-ASCII characters (`\uXXXX`) where this one writes raw UTF-8; readers see the same
+    /// document.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Cannot fail: string keys only, finite numbers only, written to memory.
         serde_json::to_vec(self).expect("serializing the stdin document cannot fail")
@@ -115,7 +123,7 @@ mod tests {
 
     #[test]
     fn identity_mapping_fields_and_extras_are_kept() {
-        let text = r#"{"mem_fd":3,"config":"x","ep_info":{"posix_ppid":1,"globus_candidate_identities":[{"id":"a"}],"globus_matched_identity":"a","extra":[1]}}"#;
+        let text = r#"{"mem_fd":3,"enckey":"k","config":"x","ep_info":{"posix_ppid":1,"globus_candidate_identities":[{"id":"a"}],"globus_matched_identity":"a","extra":[1]}}"#;
         let doc = UepStdin::from_slice(text.as_bytes()).unwrap();
         assert_eq!(doc.ep_info.globus_matched_identity.as_deref(), Some("a"));
         assert_eq!(doc.ep_info.other["extra"], serde_json::json!([1]));
@@ -128,12 +136,12 @@ mod tests {
         for text in [
             "",
             "[]",
-            r#"{"ep_info":{"posix_ppid":1},"mem_fd":3}"#,
-            r#"{"config":5,"ep_info":{"posix_ppid":1},"mem_fd":3}"#,
-            r#"{"config":"x","mem_fd":3}"#,
-            r#"{"config":"x","ep_info":{},"mem_fd":3}"#,
-            r#"{"config":"x","ep_info":{"posix_ppid":1},"mem_fd":"3"}"#,
-            r#"{"config":"x","ep_info":{"posix_ppid":1},"mem_fd":3,"allowed_functions":["nope"]}"#,
+            r#"{"ep_info":{"posix_ppid":1},"amqp_creds":{}}"#,
+            r#"{"config":5,"ep_info":{"posix_ppid":1},"amqp_creds":{}}"#,
+            r#"{"config":"x","amqp_creds":{}}"#,
+            r#"{"config":"x","ep_info":{},"amqp_creds":{}}"#,
+            r#"{"config":"x","ep_info":{"posix_ppid":1},"mem_fd":"3","enckey":"k"}"#,
+            r#"{"config":"x","ep_info":{"posix_ppid":1},"amqp_creds":{},"allowed_functions":["nope"]}"#,
         ] {
             assert!(
                 matches!(
@@ -147,5 +155,22 @@ mod tests {
             UepStdin::from_slice(br#"{"config":"x","ep_info":{"posix_ppid":1}}"#),
             Err(StdinError::NoCredentials)
         ));
+        for text in [
+            r#"{"config":"x","ep_info":{"posix_ppid":1},"mem_fd":3,"amqp_creds":{}}"#,
+            r#"{"config":"x","ep_info":{"posix_ppid":1},"mem_fd":3,"enckey":""}"#,
+        ] {
+            assert!(
+                matches!(
+                    UepStdin::from_slice(text.as_bytes()),
+                    Err(StdinError::MissingEncryptionKey)
+                ),
+                "{text}"
+            );
+        }
+        // Inline credentials alone are enough (pre-4.19 MEPs).
+        assert!(
+            UepStdin::from_slice(br#"{"config":"x","ep_info":{"posix_ppid":1},"amqp_creds":{}}"#)
+                .is_ok()
+        );
     }
 }
