@@ -121,6 +121,9 @@ pub enum TemplateError {
     /// The rendered text is not a valid user endpoint configuration.
     #[error("{0}")]
     Config(ConfigError),
+    /// The template set `high_assurance` (§3.7 step 3) or the HA prefix is inconsistent.
+    #[error("Error generating template; contact endpoint administrator")]
+    HighAssurance,
 }
 
 impl TemplateError {
@@ -135,6 +138,7 @@ impl TemplateError {
             TemplateError::NotFound(_) => "TemplateNotFound",
             TemplateError::Render(_) => "TemplateError",
             TemplateError::Config(_) => "ClickException",
+            TemplateError::HighAssurance => "ValueError",
         }
     }
 
@@ -152,6 +156,7 @@ impl TemplateError {
             TemplateError::NotFound(_) => "jinja2.exceptions.TemplateNotFound",
             TemplateError::Render(_) => "jinja2.exceptions.TemplateError",
             TemplateError::Config(_) => "click.exceptions.ClickException",
+            TemplateError::HighAssurance => "builtins.ValueError",
         }
     }
 }
@@ -802,6 +807,84 @@ pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateE
             ErrorKind::TemplateNotFound => TemplateError::NotFound(detail),
             _ => TemplateError::Render(e.to_string()),
         }
+    })
+}
+
+/// Read the template at `path`; when it does not exist, the same path without a trailing
+/// `.j2` is read instead (§2.3). Returns the text and the path actually read.
+pub fn read_user_config_template(path: &Path) -> std::io::Result<(String, PathBuf)> {
+    let path = if path.exists() {
+        path.to_path_buf()
+    } else {
+        let text = path.to_string_lossy();
+        PathBuf::from(text.strip_suffix(".j2").unwrap_or(&text).to_string())
+    };
+    std::fs::read_to_string(&path).map(|text| (text, path))
+}
+
+/// Why a user-option schema file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaFileError {
+    /// The file exists but cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The schema path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not JSON (upstream logs `The user config schema is not valid JSON: <path>`).
+    #[error("The user config schema is not valid JSON: {path}")]
+    NotJson {
+        /// The schema path.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// Read a user-option schema: a missing file means "no schema" (§2.3).
+pub fn read_user_config_schema(path: &Path) -> Result<Option<Json>, SchemaFileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SchemaFileError::Read {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        tracing::error!(
+            "\n\nThe user config schema is not valid JSON: {}\n",
+            path.display()
+        );
+        SchemaFileError::NotJson {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// The high-assurance rule of §3.7 steps 3–4: a rendered configuration may not set
+/// `high_assurance`; an HA core endpoint prepends `high_assurance: true` to it.
+pub fn apply_high_assurance(
+    rendered: &str,
+    mep_high_assurance: bool,
+) -> Result<String, TemplateError> {
+    let sets_ha = matches!(
+        crate::yaml::parse(rendered),
+        Ok(Some(node)) if node.get("high_assurance").is_some()
+    );
+    if sets_ha {
+        tracing::error!("`high_assurance` may not be specified in template");
+        return Err(TemplateError::HighAssurance);
+    }
+    Ok(if mep_high_assurance {
+        format!("high_assurance: true\n{rendered}")
+    } else {
+        rendered.to_string()
     })
 }
 

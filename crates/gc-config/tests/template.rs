@@ -234,3 +234,56 @@ fn strict_undefined_shell_escape_and_aliases() {
     .unwrap();
     assert_eq!(out, "yes");
 }
+
+#[test]
+fn template_and_schema_files() {
+    use gc_config::template::{
+        SchemaFileError, read_user_config_schema, read_user_config_template,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let j2 = dir.path().join("user_config_template.yaml.j2");
+    let plain = dir.path().join("user_config_template.yaml");
+    std::fs::write(&plain, "engine: {type: ThreadPoolEngine}").unwrap();
+    let (text, used) = read_user_config_template(&j2).unwrap();
+    assert_eq!(
+        (text.as_str(), used),
+        ("engine: {type: ThreadPoolEngine}", plain)
+    );
+    std::fs::write(&j2, "a").unwrap();
+    assert_eq!(read_user_config_template(&j2).unwrap().1, j2);
+
+    let schema = dir.path().join("user_config_schema.json");
+    assert_eq!(read_user_config_schema(&schema).unwrap(), None);
+    std::fs::write(&schema, "{not json").unwrap();
+    let err = read_user_config_schema(&schema).unwrap_err();
+    assert!(matches!(err, SchemaFileError::NotJson { .. }));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "The user config schema is not valid JSON: {}",
+            schema.display()
+        )
+    );
+    std::fs::write(&schema, USER_CONFIG_SCHEMA_JSON).unwrap();
+    assert!(read_user_config_schema(&schema).unwrap().is_some());
+}
+
+#[test]
+fn high_assurance_rule() {
+    use gc_config::template::apply_high_assurance;
+    let rendered = "engine:\n  type: ThreadPoolEngine\n";
+    assert_eq!(apply_high_assurance(rendered, false).unwrap(), rendered);
+    assert_eq!(
+        apply_high_assurance(rendered, true).unwrap(),
+        format!("high_assurance: true\n{rendered}")
+    );
+    let err = apply_high_assurance(
+        "high_assurance: false\nengine: {type: ThreadPoolEngine}\n",
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        format!("({}) {err}", err.python_type()),
+        "(ValueError) Error generating template; contact endpoint administrator"
+    );
+}
