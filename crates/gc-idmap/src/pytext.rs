@@ -126,25 +126,16 @@ pub fn normalise_uuid(text: &str) -> Option<String> {
     ))
 }
 
-/// The simple lower-case mapping (CPython `_PyUnicode_ToLowercase`).
+/// CPython's `_PyUnicode_ToLowercase`: the first character of the full lower-case mapping
+/// (so U+0130 gives `i`).
 pub fn lower(c: char) -> char {
-    if c == '\u{130}' {
-        return 'i';
-    }
-    let mut it = c.to_lowercase();
-    match (it.next(), it.next()) {
-        (Some(l), None) => l,
-        _ => c,
-    }
+    c.to_lowercase().next().unwrap_or(c)
 }
 
-/// The simple upper-case mapping, where it is a single character.
+/// CPython's `_PyUnicode_ToUppercase`: the first character of the full upper-case mapping
+/// (so `ß` gives `S`, which makes `ß` "cased" for `re`).
 pub fn upper(c: char) -> char {
-    let mut it = c.to_uppercase();
-    match (it.next(), it.next()) {
-        (Some(u), None) => u,
-        _ => c,
-    }
+    c.to_uppercase().next().unwrap_or(c)
 }
 
 /// CPython `_sre.unicode_iscased`.
