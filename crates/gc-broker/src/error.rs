@@ -69,6 +69,9 @@ pub enum StopReason {
     /// The connect attempt limit was reached.
     #[error("gave up after {attempts} connection attempts; last error: {last}")]
     AttemptsExhausted { attempts: u32, last: lapin::Error },
+    /// The background task ended abnormally (a panic inside it or a dependency).
+    #[error("background task failed: {0}")]
+    TaskFailed(String),
     /// The broker closed our channel too often in a short time.
     #[error("channel closed {closes} times within {window_secs} s; last error: {last}")]
     ChannelClosedTooOften {
@@ -88,6 +91,9 @@ pub enum PublishError {
     /// key. Upstream counts such a message as delivered; we report it.
     #[error("message returned by the broker: {code} {text}")]
     Returned { code: u16, text: String },
+    /// The publisher task ended without answering (it panicked); the body did not come back.
+    #[error("publisher task ended without answering")]
+    Lost,
     /// The publisher stopped for good before the message was confirmed.
     #[error("publisher stopped before the message was confirmed: {0}")]
     Stopped(StopReason),

@@ -90,10 +90,10 @@ impl Future for Confirm {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.rx).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            // The worker always answers before dropping a reply; this is unreachable in
-            // practice but must not panic.
+            // The worker answers every request, even when it stops; only a panic in it drops
+            // a reply unanswered.
             Poll::Ready(Err(_)) => Poll::Ready(Err(PublishFailure {
-                error: PublishError::Stopped(StopReason::Closed),
+                error: PublishError::Lost,
                 body: Vec::new(),
             })),
             Poll::Pending => Poll::Pending,

@@ -175,7 +175,9 @@ impl Subscriber {
             return Ok(d);
         }
         let reason = match self.task.take() {
-            Some(task) => task.await.unwrap_or(StopReason::Closed),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| StopReason::TaskFailed(e.to_string())),
             None => StopReason::Closed,
         };
         self.stopped = Some(reason.clone());
