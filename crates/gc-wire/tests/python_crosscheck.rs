@@ -112,3 +112,127 @@ fn messages_packed_here_repack_identically_in_python() {
         );
     }
 }
+
+/// Tricky inputs (lenient spellings, wrong types, missing keys, odd JSON) are accepted or
+/// rejected exactly as the reference does, and accepted ones re-pack to the reference's bytes.
+#[test]
+fn reader_leniency_matches_python() {
+    const T: &str = "00000000-0000-4000-8000-000000000001";
+    let tt = |ts: &str| {
+        format!(
+            r#"{{"message_type":"task_transition","data":{{"timestamp":{ts},"state":"running","actor":"manager"}}}}"#
+        )
+    };
+    let cancel =
+        |id: &str| format!(r#"{{"message_type":"task_cancel","data":{{"task_id":{id}}}}}"#);
+    let mut bodies: Vec<String> = vec![
+        // Integers.
+        tt("12"),
+        tt("-5"),
+        tt("1.0"),
+        tt("1.5"),
+        tt("true"),
+        tt("false"),
+        tt("null"),
+        tt(r#""12""#),
+        tt(r#"" 12 ""#),
+        tt(r#""1_000""#),
+        tt(r#""12.00""#),
+        tt(r#""12.""#),
+        tt(r#""1__0""#),
+        tt(r#""_1""#),
+        tt(r#""+5""#),
+        tt(r#""-0""#),
+        tt(r#""1e3""#),
+        tt(r#""0x10""#),
+        tt(r#""""#),
+        tt("1e18"),
+        tt("9.3e18"),
+        tt("[1]"),
+        tt("{}"),
+        tt("9223372036854775807"),
+        tt("-9223372036854775808"),
+        // UUIDs.
+        cancel(&format!("\"{T}\"")),
+        cancel(&format!("\"{}\"", T.to_uppercase())),
+        cancel(&format!("\"{}\"", T.replace('-', ""))),
+        cancel(&format!("\"{{{T}}}\"")),
+        cancel(&format!("\"urn:uuid:{T}\"")),
+        cancel(&format!("\" {T}\"")),
+        cancel("\"0000-0000\""),
+        cancel("5"),
+        cancel("null"),
+        // Envelope.
+        format!(r#"{{"extra":1,"message_type":"task_cancel","data":{{"task_id":"{T}","x":2}}}}"#),
+        format!(r#" {{ "message_type" : "task_cancel" , "data" : {{ "task_id" : "{T}" }} }} "#),
+        r#"{"message_type":"heartbeat_req","data":{}}"#.into(),
+        r#"{"message_type":"TASK_CANCEL","data":{}}"#.into(),
+        r#"{"data":{}}"#.into(),
+        r#"{"message_type":"task_cancel"}"#.into(),
+        r#"{"message_type":"task_cancel","data":[]}"#.into(),
+        r#"[]"#.into(),
+        // Duplicate keys: the last one wins.
+        format!(r#"{{"message_type":"task_cancel","data":{{"task_id":"x","task_id":"{T}"}}}}"#),
+        // Status reports: alias, missing task_statuses, odd global_state values.
+        format!(
+            r#"{{"message_type":"ep_status_report","data":{{"endpoint_id":"{T}","ep_status_report":{{"a":1}},"global_state":{{"b":2}},"task_statuses":{{}}}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"ep_status_report","data":{{"endpoint_id":"{T}","global_state":{{}}}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"ep_status_report","data":{{"endpoint_id":"{T}","global_state":{{"f":[1E5,1e-7,0.1,-0.0,1e300,12345678901234567890],"s":"\u00e9\ud83d\ude00\u007f"}},"task_statuses":{{"t":[]}}}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"ep_status_report","data":{{"endpoint_id":"{T}","global_state":{{}},"task_statuses":{{"t":null}}}}}}"#
+        ),
+        // Results and tasks.
+        format!(r#"{{"message_type":"result","data":{{"task_id":"{T}","data":"x"}}}}"#),
+        format!(r#"{{"message_type":"result","data":{{"task_id":"{T}","data":5}}}}"#),
+        format!(
+            r#"{{"message_type":"result","data":{{"task_id":"{T}","data":"x","details":[]}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"result","data":{{"task_id":"{T}","data":"x","error_details":{{"code":"c"}}}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"result","data":{{"task_id":"{T}","data":"x","task_statuses":[{{"timestamp":1,"state":"RUNNING","actor":"worker"}}]}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"task","data":{{"task_id":"{T}","task_buffer":"b","container_id":"{}"}}}}"#,
+            T.to_uppercase()
+        ),
+        format!(
+            r#"{{"message_type":"task","data":{{"task_id":"{T}","task_buffer":"b","container":{{"container_id":"{T}","name":"n","images":[{{"image_type":"d","location":"l","created_at":"3","modified_at":2.0,"build_status":null}}]}}}}}}"#
+        ),
+        format!(
+            r#"{{"message_type":"containerimage","data":{{"image_type":"d","location":"l","created_at":1,"modified_at":2,"build_status":null,"build_stderr":"e"}}}}"#
+        ),
+        r#"{"message_type":"manager_status_report","data":{"task_statuses":{}}}"#.into(),
+    ];
+    bodies.push("not json".into());
+    let inputs: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| [&[1u8][..], b.as_bytes()].concat())
+        .collect();
+    let stdin: String = inputs.iter().map(|b| to_hex(b) + "\n").collect();
+    let answers = run_python("repack", &stdin);
+    assert_eq!(answers.len(), inputs.len());
+    let rejected = answers.iter().filter(|a| a.starts_with("ERR")).count();
+    assert!(
+        rejected >= 10 && answers.len() - rejected >= 10,
+        "the corpus should exercise both outcomes"
+    );
+    for (input, theirs) in inputs.iter().zip(answers) {
+        let shown = String::from_utf8_lossy(&input[1..]);
+        match unpack(input) {
+            Ok(m) if !theirs.starts_with("ERR") => assert_eq!(
+                String::from_utf8_lossy(&pack(&m)),
+                String::from_utf8_lossy(&from_hex(&theirs)),
+                "{shown}"
+            ),
+            Err(_) if theirs.starts_with("ERR") => {}
+            ours => panic!("{shown}: we say {ours:?}, the reference says {theirs}"),
+        }
+    }
+}
