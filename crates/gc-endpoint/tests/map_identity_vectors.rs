@@ -15,7 +15,11 @@ fn run_case(case: &Json, scratch: &Path) -> Result<(), String> {
     let config = scratch.join(format!("{name}.config.json"));
     let identities = scratch.join(format!("{name}.identities.json"));
     std::fs::write(&config, case.get("config").unwrap().to_python_json()).unwrap();
-    std::fs::write(&identities, case.get("identities").unwrap().to_python_json()).unwrap();
+    std::fs::write(
+        &identities,
+        case.get("identities").unwrap().to_python_json(),
+    )
+    .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_globus-compute-endpoint"));
     cmd.current_dir(data_dir())
         .env("GLOBUS_COMPUTE_USER_DIR", scratch.join("gc-home"))
@@ -27,11 +31,15 @@ fn run_case(case: &Json, scratch: &Path) -> Result<(), String> {
     if let Some(ep) = case.get("endpoint_id").and_then(Json::as_str) {
         cmd.arg("--endpoint-id").arg(ep);
     }
-    let out = cmd.output().map_err(|e| format!("{name}: cannot run: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{name}: cannot run: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     if lines.len() != 1 {
-        return Err(format!("{name}: expected one line on stdout, got {stdout:?}"));
+        return Err(format!(
+            "{name}: expected one line on stdout, got {stdout:?}"
+        ));
     }
     let mut got = json::parse(lines[0]).map_err(|e| format!("{name}: stdout not JSON: {e}"))?;
     let want = case.get("expect").unwrap();
