@@ -13,6 +13,8 @@
 //! assert_eq!(doc.mem_fd, Some(3));
 //! ```
 
+use std::io;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -88,12 +90,39 @@ impl UepStdin {
         }
     }
 
-    /// The compact JSON written to the pipe (no trailing newline). Upstream's writer escapes
-    /// non-ASCII characters (`\uXXXX`) where this one writes raw UTF-8; readers see the same
-    /// document.
+    /// The compact JSON written to the pipe (no trailing newline), ASCII-only like upstream's
+    /// `json.dumps`: other characters are written as `\uXXXX` escapes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
         // Cannot fail: string keys only, finite numbers only, written to memory.
-        serde_json::to_vec(self).expect("serializing the stdin document cannot fail")
+        self.serialize(&mut ser)
+            .expect("serializing the stdin document cannot fail");
+        out
+    }
+}
+
+/// Compact JSON with every character outside printable ASCII escaped, as Python's
+/// `json.dumps(ensure_ascii=True)` (characters beyond the BMP as UTF-16 surrogate pairs).
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut units = [0u16; 2];
+        for (i, c) in fragment.char_indices() {
+            if (' '..='~').contains(&c) {
+                writer.write_all(&fragment.as_bytes()[i..i + 1])?;
+            } else {
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -129,6 +158,19 @@ mod tests {
         assert_eq!(doc.ep_info.other["extra"], serde_json::json!([1]));
         let back: Value = serde_json::from_slice(&doc.to_bytes()).unwrap();
         assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
+    }
+
+    #[test]
+    fn non_ascii_is_escaped_like_python_json_dumps() {
+        let mut doc = UepStdin::from_slice(VERIFIED.as_bytes()).unwrap();
+        doc.config = "\u{e9}\u{1f600}\u{7f}\n\u{1}\"\\/".into();
+        let text = String::from_utf8(doc.to_bytes()).unwrap();
+        // Python: json.dumps("é😀\x7f\n\x01\"\\/", separators=(",", ":"))
+        assert!(
+            text.contains(r#""config":"\u00e9\ud83d\ude00\u007f\n\u0001\"\\/","#),
+            "{text}"
+        );
+        assert_eq!(UepStdin::from_slice(text.as_bytes()).unwrap(), doc);
     }
 
     #[test]
