@@ -80,7 +80,9 @@ pub struct PoolConfig {
     /// Extra attempts after an engine-level failure (worker lost), not after a task error.
     pub max_retries_on_system_failure: u32,
     /// Start every worker (in parallel, in the background) when the engine starts, instead
-    /// of when a task first needs one. Neither blocks [`Engine::start`].
+    /// of when a task first needs one. Neither blocks [`Engine::start`]. A worker that exits
+    /// while idle is replaced when the next task needs it, so one that cannot stay up does
+    /// not make the engine spin.
     pub prestart_workers: bool,
     /// How long a new worker may take to become ready.
     pub start_timeout: Duration,
@@ -421,7 +423,8 @@ async fn slot(n: usize, shared: Arc<Shared>) {
         if let (Some(live), Some(max)) = (&worker, shared.max_tasks_per_child) {
             if live.worker.tasks_run() >= max.get() {
                 if let Some(live) = worker.take() {
-                    retire(live).await;
+                    // In the background: the slot need not wait for the old one to exit.
+                    tokio::spawn(retire(live));
                 }
                 if shared.prestart {
                     match start_worker(n, &shared).await {
