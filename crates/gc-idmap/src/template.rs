@@ -22,10 +22,17 @@ pub enum TemplateError {
     /// The referenced group did not take part in the match.
     #[error("group {0} did not take part in the match")]
     GroupUnset(i128),
+    /// Expansion grew beyond [`MAX_EXPANSION_CHARS`] (values that contain placeholders are
+    /// expanded again by later replacements, which can grow exponentially).
+    #[error("expanded text exceeds {MAX_EXPANSION_CHARS} characters")]
+    TooLong,
     /// The identity record itself is not a JSON object.
     #[error("identity record is not an object")]
     IdentityNotObject,
 }
+
+/// Upper bound on an expanded template's length (in bytes).
+pub const MAX_EXPANSION_CHARS: usize = 1024 * 1024;
 
 /// A placeholder found in a template: its full text (`{name}`) and its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +108,11 @@ pub fn expand(
                 }
             }
         };
+        let hits = result.matches(ph.text.as_str()).count();
+        let grown = result.len() + hits.saturating_mul(value.len());
+        if grown > MAX_EXPANSION_CHARS {
+            return Err(TemplateError::TooLong);
+        }
         result = result.replace(&ph.text, value);
     }
     Ok(result)
@@ -141,5 +153,7 @@ mod tests {
         assert!(matches!(expand("{z}", &id, &[]), Err(TemplateError::NullField(_))));
         assert!(matches!(expand("{q}", &id, &[]), Err(TemplateError::MissingField(_))));
         assert_eq!(expand("plain {x", &id, &[]).unwrap(), "plain {x");
+        let bomb = parse(r#"{"b": "{b}{b}{b}{b}"}"#).unwrap();
+        assert_eq!(expand(&"{b}".repeat(40), &bomb, &[]), Err(TemplateError::TooLong));
     }
 }
