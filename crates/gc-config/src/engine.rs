@@ -554,6 +554,9 @@ const CONTAINER_TYPES: &[&str] = &[
     "custom",
 ];
 
+/// `mpi_launcher` values of GlobusMPIEngine.
+const MPI_LAUNCHERS: &[&str] = &["srun", "aprun", "mpiexec"];
+
 const CONTAINER_MANAGING_PROVIDERS: &[ProviderType] = &[
     ProviderType::Aws,
     ProviderType::GoogleCloud,
@@ -925,6 +928,32 @@ pub(crate) fn build_engine(at: &At, node: &Node) -> Result<EngineConfig, ConfigE
                 &entries,
                 &["provider", "address"],
             )?;
+            if mpi {
+                let simple = provider
+                    .as_ref()
+                    .and_then(|p| p.launcher.as_ref())
+                    .map(|l| l.launcher_type)
+                    == Some(LauncherType::Simple);
+                if !simple {
+                    let line = entries
+                        .iter()
+                        .find(|e| e.0 == "provider")
+                        .map_or(node.line, |e| e.1);
+                    return Err(child(at, "provider", line).err(ConfigErrorKind::InvalidValue(
+                        "mpi_mode requires the provider to be configured to use a SimpleLauncher".into(),
+                    )));
+                }
+                let launcher = options.str("mpi_launcher").unwrap_or("mpiexec");
+                if !MPI_LAUNCHERS.contains(&launcher) {
+                    let line = entries
+                        .iter()
+                        .find(|e| e.0 == "mpi_launcher")
+                        .map_or(node.line, |e| e.1);
+                    return Err(child(at, "mpi_launcher", line).err(ConfigErrorKind::InvalidValue(format!(
+                        "mpi_launcher set to:{launcher} must be set to one of ('srun', 'aprun', 'mpiexec')"
+                    ))));
+                }
+            }
             if let Some(kind) = options
                 .configured()
                 .get("container_type")
