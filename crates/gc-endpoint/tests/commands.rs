@@ -1,0 +1,366 @@
+//! The group conventions, `version`, `list` and `render-user-config`, run as a user runs them.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::{mode, ours, ours_with, tempdir, upstream};
+
+#[test]
+fn version_prints_ours_in_upstream_format() {
+    let d = tempdir();
+    let r = ours(d.path(), &["version"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Globus Compute endpoint version: {}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
+fn help_texts_match_upstream() {
+    let d = tempdir();
+    for cmd in [
+        "version",
+        "configure",
+        "list",
+        "delete",
+        "render-user-config",
+    ] {
+        let o = ours(d.path(), &[cmd, "--help"]);
+        let u = upstream(d.path(), &[cmd, "--help"]);
+        assert_eq!((o.code, &o.stdout), (u.code, &u.stdout), "{cmd} --help");
+    }
+    let o = ours(d.path(), &["list", "-h"]);
+    assert_eq!(o.code, 0);
+    assert!(
+        o.stdout
+            .starts_with("Usage: globus-compute-endpoint list [OPTIONS]\n")
+    );
+    // Group help lists exactly the commands this build has.
+    let g = ours(d.path(), &["--help"]);
+    assert_eq!(g.code, 0);
+    assert!(g.stdout.ends_with(
+        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  render-user-config  Render a user config template to stdout\n  version             Show the version of globus-compute-endpoint\n"
+    ));
+}
+
+#[test]
+fn group_usage_errors_match_upstream() {
+    let d = tempdir();
+    for args in [
+        &["nosuch"][..],
+        &["--bogus"],
+        &["-c"],
+        &["list", "--debu"],
+        &["list", "extra"],
+        &["render-user-config", "-h"],
+        &["version", "--no-color=1"],
+    ] {
+        let o = ours(d.path(), args);
+        let u = upstream(d.path(), args);
+        assert_eq!((o.code, &o.stderr), (u.code, &u.stderr), "{args:?}");
+        assert_eq!(o.code, 2, "{args:?}");
+    }
+    let none = ours(d.path(), &[]);
+    assert_eq!(none.code, 2);
+    assert!(
+        none.stderr
+            .starts_with("Usage: globus-compute-endpoint [OPTIONS] COMMAND [ARGS]...\n")
+    );
+    let missing = ours(d.path(), &["-c", d.path().to_str().unwrap()]);
+    assert_eq!(
+        (missing.code, missing.stderr.as_str()),
+        (
+            2,
+            "Usage: globus-compute-endpoint [OPTIONS] COMMAND [ARGS]...\nTry 'globus-compute-endpoint --help' for help.\n\nError: Missing command.\n"
+        )
+    );
+}
+
+#[test]
+fn config_dir_option_creates_private_dir_and_refuses_a_file() {
+    let d = tempdir();
+    let target = d.path().join("a/b/gc");
+    let r = ours(d.path(), &["-c", target.to_str().unwrap(), "list"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(mode(&target), 0o700);
+    assert!(r.stdout.starts_with("No endpoints configured!"));
+
+    // Even `<sub-command> --help` ensures the directory; plain `--help` does not.
+    let h = d.path().join("h");
+    assert_eq!(
+        ours(d.path(), &["-c", h.to_str().unwrap(), "version", "--help"]).code,
+        0
+    );
+    assert!(h.is_dir());
+    let h2 = d.path().join("h2");
+    assert_eq!(
+        ours(d.path(), &["-c", h2.to_str().unwrap(), "--help"]).code,
+        0
+    );
+    assert!(!h2.exists());
+
+    let file = d.path().join("afile");
+    fs::write(&file, "").unwrap();
+    let r = ours(d.path(), &["-c", file.to_str().unwrap(), "list"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "Error: Error creating directory {}, please remove or rename the conflicting file\n",
+            file.display()
+        )
+    );
+}
+
+fn endpoint(root: &Path, name: &str, id: Option<&str>, pid_age_s: Option<u64>) {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("config.yaml"), "display_name: null\n").unwrap();
+    if let Some(id) = id {
+        fs::write(dir.join("endpoint.json"), id).unwrap();
+    }
+    if let Some(age) = pid_age_s {
+        let pid = dir.join("daemon.pid");
+        fs::write(&pid, "12345\n").unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        fs::File::options()
+            .write(true)
+            .open(&pid)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+}
+
+#[test]
+fn list_shows_every_state() {
+    let d = tempdir();
+    let empty = ours(d.path(), &["list"]);
+    assert_eq!(
+        empty.stdout,
+        "No endpoints configured!\n\n (Hint: globus-compute-endpoint configure)\n"
+    );
+
+    let one = tempdir();
+    endpoint(
+        one.path(),
+        "ha1",
+        Some(r#"{"endpoint_id": "bbbbbbbb-2222-3333-4444-555555555555"}"#),
+        Some(0),
+    );
+    let r = ours(one.path(), &["list"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.stdout,
+        "+--------------------------------------+---------+---------------+\n|             Endpoint ID              | Status  | Endpoint Name |\n+======================================+=========+===============+\n| bbbbbbbb-2222-3333-4444-555555555555 | Running | ha1           |\n+--------------------------------------+---------+---------------+\n"
+    );
+
+    let many = tempdir();
+    let root = many.path();
+    endpoint(root, "init", None, Some(0));
+    endpoint(root, "nullid", Some(r#"{"endpoint_id": null}"#), None);
+    endpoint(
+        root,
+        "stale",
+        Some(r#"{"endpoint_id": "cccccccc-2222-3333-4444-555555555555"}"#),
+        Some(120),
+    );
+    endpoint(
+        root,
+        "stopped",
+        Some(r#"{"endpoint_id": "dddddddd-2222-3333-4444-555555555555"}"#),
+        None,
+    );
+    endpoint(root, "broken", Some("{bad"), None);
+    endpoint(
+        root,
+        "a-rather-long-endpoint-name-that-must-wrap",
+        Some(r#"{"endpoint_id": "eeeeeeee-2222-3333-4444-555555555555"}"#),
+        None,
+    );
+    fs::create_dir_all(root.join("uep.x.y")).unwrap();
+    let r = ours(root, &["list"]);
+    assert_eq!(r.code, 0);
+    let expect_rows = [
+        ("None", "Initialized", "init"),
+        ("None", "Initialized", "nullid"),
+        (
+            "cccccccc-2222-3333-4444-555555555555",
+            "Disconnected",
+            "stale",
+        ),
+        ("dddddddd-2222-3333-4444-555555555555", "Stopped", "stopped"),
+        ("[failed to read endpoint id]", "Stopped", "broken"),
+    ];
+    for (id, status, name) in expect_rows {
+        let line = format!("| {id:<36} | {status:<12} | {name:<22} |");
+        assert!(
+            r.stdout.contains(&line),
+            "missing {line:?} in\n{}",
+            r.stdout
+        );
+    }
+    assert!(r.stdout.contains(
+        "| eeeeeeee-2222-3333-4444-555555555555 | Stopped      | a-rather-long-         |\n|                                      |              | endpoint-name-that-    |\n|                                      |              | must-wrap              |\n"
+    ));
+    assert!(!r.stdout.contains("uep.x.y"));
+    assert!(r.stderr.contains(" WARNING "), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Failed to read endpoint id: [JSONDecodeError] ")
+    );
+    assert!(
+        r.stderr
+            .trim_end()
+            .ends_with(&format!("({})", root.join("broken").display()))
+    );
+}
+
+const RUNTIME: &str = r#"{"python": {"version": "3.11.7", "version_tuple": [3,11,7]}, "globus_compute_sdk_version": "4.19.0"}"#;
+
+#[test]
+fn render_user_config_renders_an_endpoint_template_like_upstream() {
+    let d = tempdir();
+    assert_eq!(
+        ours(d.path(), &["configure", "--multi-user", "false", "r1"]).code,
+        0
+    );
+    let rt = d.path().join("rt.json");
+    fs::write(&rt, RUNTIME).unwrap();
+    let r = ours(
+        d.path(),
+        &[
+            "render-user-config",
+            "-e",
+            "r1",
+            "--user-runtime",
+            rt.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr, "> Rendered user config:\n");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gc-config/tests/fixtures/default_rt_noopts.out");
+    assert_eq!(r.stdout, fs::read_to_string(fixture).unwrap());
+
+    // Same inputs through upstream's CLI (its own copy of the endpoint).
+    let u_dir = tempdir();
+    assert_eq!(
+        upstream(u_dir.path(), &["configure", "--multi-user", "false", "r1"]).code,
+        0
+    );
+    let u = upstream(
+        u_dir.path(),
+        &[
+            "render-user-config",
+            "-e",
+            "r1",
+            "--user-runtime",
+            rt.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (u.code, &u.stdout, &u.stderr),
+        (r.code, &r.stdout, &r.stderr)
+    );
+}
+
+#[test]
+fn render_user_config_options_from_stdin_and_errors() {
+    let d = tempdir();
+    let t = d.path().join("t.j2");
+    fs::write(&t, "x: {{ x }}\n").unwrap();
+    let tp = t.to_str().unwrap();
+    let r = ours_with(
+        d.path(),
+        &["render-user-config", "-t", tp, "-o", "-"],
+        r#"{"x": "hi"}"#,
+        &[],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "x: \"hi\"\n"));
+
+    let cases: &[(&[&str], &str, i32, &str)] = &[
+        (
+            &["render-user-config"],
+            "",
+            1,
+            "Error: Must provide at least one of --endpoint or --template.\n",
+        ),
+        (
+            &["render-user-config", "-t", tp],
+            "",
+            1,
+            "Error: Failed to render user configuration template.\n\t(jinja2.exceptions.UndefinedError) 'x' is undefined\n",
+        ),
+        (
+            &["render-user-config", "-t", tp, "-o", "-"],
+            "[1]",
+            1,
+            "Error: Invalid user options data in <stdin>: must be a JSON dictionary.\n",
+        ),
+        (
+            &["render-user-config", "-t", tp, "-o", "-"],
+            r#"{"_GC": 1}"#,
+            1,
+            "Error: Failed to render user configuration template.\n\t(builtins.ValueError) '_GC' is a reserved word and cannot be passed in via user config\n",
+        ),
+        (&["render-user-config", "-e", "nosuch"], "", 1, ""),
+        (
+            &["render-user-config", "-t", "/nonexistent"],
+            "",
+            2,
+            "Usage: globus-compute-endpoint render-user-config [OPTIONS]\nTry 'globus-compute-endpoint render-user-config --help' for help.\n\nError: Invalid value for '--template' / '-t': '/nonexistent': No such file or directory\n",
+        ),
+        (
+            &["render-user-config", "-t", "-", "--user-runtime", "-"],
+            "",
+            1,
+            "Error: At most one input may be read from stdin across all options.\n",
+        ),
+    ];
+    for (args, stdin, code, stderr) in cases {
+        let r = ours_with(d.path(), args, stdin, &[]);
+        assert_eq!(r.code, *code, "{args:?}: {r:?}");
+        if stderr.is_empty() {
+            assert_eq!(
+                r.stderr,
+                format!(
+                    "Error: Failed to find endpoint configuration ({})\n",
+                    d.path().join("nosuch").display()
+                )
+            );
+        } else {
+            assert_eq!(r.stderr, *stderr, "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn endpoint_dir_env_redirects_every_endpoint_argument() {
+    let d = tempdir();
+    assert_eq!(
+        ours(d.path(), &["configure", "--multi-user", "false", "real"]).code,
+        0
+    );
+    let real = d.path().join("real");
+    let r = ours_with(
+        d.path(),
+        &[
+            "render-user-config",
+            "-e",
+            "whatever",
+            "--user-runtime",
+            "-",
+        ],
+        "{}",
+        &[("GLOBUS_COMPUTE_ENDPOINT_DIR", real.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("idle_heartbeats_soft: 10"));
+}
