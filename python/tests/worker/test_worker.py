@@ -50,6 +50,9 @@ def make_closure(k):
         return v * k
     return scaled
 
+def unpicklable():
+    return (x for x in range(3))
+
 def chatty():
     print("user output on stdout")
     os.write(1, b"raw write to fd 1\\n")
@@ -108,8 +111,9 @@ def runner(tmp_path):
         ("fails", (3,), {}),
         ("outer", (4,), {}),
         ("big", (11 * 1024 * 1024,), {}),
+        ("unpicklable", (), {}),
     ],
-    ids=["args", "kwargs", "raise", "raise-deeper", "too-big"],
+    ids=["args", "kwargs", "raise", "raise-deeper", "too-big", "unserializable-result"],
 )
 def test_same_answer_as_upstream(runner, tmp_path, case):
     name, args, kwargs = case
