@@ -205,6 +205,8 @@ impl Subscriber {
     /// connection. Deliveries not handed off are returned to the queue by the broker.
     pub async fn close(mut self) {
         let _ = self.shutdown.send(true);
+        // Unblocks the task if it is waiting for room to pass on a delivery.
+        self.deliveries.close();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -447,7 +449,12 @@ impl Worker {
                             token: HandoffToken { session: self.session, tag: d.delivery_tag },
                         };
                         if self.out.send(delivery).await.is_err() {
-                            // The owner is gone without closing: behave like close().
+                            // The owner closed or dropped the subscriber: settle what was
+                            // handed off, as close() does.
+                            while let Ok(t) = self.acks.try_recv() {
+                                acks.add(t);
+                            }
+                            let _ = flush(&channel, &mut acks).await;
                             let _ = channel.close(200, "OK".into()).await;
                             break SessionEnd::Shutdown;
                         }

@@ -520,3 +520,26 @@ async fn amqps_handshake_failure_is_an_error_not_a_panic() {
         }))
     ));
 }
+
+#[tokio::test]
+async fn close_does_not_hang_when_the_owner_stopped_reading() {
+    let vh = Vhost::new();
+    let admin = vh.admin().await;
+    admin.queue("tasks").await;
+    for i in 0..1100u32 {
+        admin.send("tasks", &i.to_be_bytes()).await;
+    }
+    let mut sub = Subscriber::start(
+        consume_target(&vh.url(), "tasks"),
+        SubscriberOptions {
+            prefetch: 0,
+            ..Default::default()
+        },
+    );
+    let d = within(sub.next()).await.expect("delivery");
+    sub.handed_off(d.token);
+    // Without a prefetch limit the hand-over channel (1,024) fills up and nobody reads it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    within(sub.close()).await;
+    admin.wait_ready("tasks", 1099).await;
+}
