@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         let packed = messagepack::pack(&message);
         let again = messagepack::unpack(&packed).expect("a packed message decodes");
         assert_eq!(again, message, "pack/unpack changed the message");
-        assert_eq!(messagepack::pack(&again), packed, "re-packing is not stable");
+        assert_eq!(
+            messagepack::pack(&again),
+            packed,
+            "re-packing is not stable"
+        );
     }
     if let Some(body) = data.get(1..) {
         if let Ok(command) = MepCommand::from_slice(body) {
