@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from globus_compute_common import messagepack
@@ -19,8 +20,10 @@ from globus_compute_endpoint.engines.helper import execute_task
 from globus_compute_sdk.errors import TaskExecutionFailed
 from globus_compute_sdk.serialize import ComputeSerializer
 
-from conftest import WORKER_ROOT
 from globus_compute_rs_worker import worker
+
+# Put on sys.path by this directory's conftest.py.
+WORKER_ROOT = Path(worker.__file__).resolve().parents[1]
 
 SERDE = ComputeSerializer()
 
