@@ -759,6 +759,81 @@ fn find_word(source: &str, word: &str) -> Option<usize> {
     })
 }
 
+/// Jinja2's name for the type of a value in "has no attribute" messages.
+fn jinja_type_name(path: &str, value: &Value) -> &'static str {
+    match path {
+        "_GC.parent_config" | "parent_config" => {
+            return "globus_compute_endpoint.endpoint.config.config.CoreEndpointConfig";
+        }
+        "_GC.parent_config.pam" | "parent_config.pam" => {
+            return "globus_compute_endpoint.endpoint.config.pam.PamConfiguration";
+        }
+        "_GC.env" => return "os._Environ",
+        _ => {}
+    }
+    match value.kind() {
+        ValueKind::None => "NoneType",
+        ValueKind::Bool => "bool",
+        ValueKind::Number if value.is_integer() => "int",
+        ValueKind::Number => "float",
+        ValueKind::String => "str",
+        ValueKind::Seq | ValueKind::Iterable => "list",
+        ValueKind::Map => "dict",
+        _ => "object",
+    }
+}
+
+/// Jinja2's message for the undefined dotted expression around `range` of `source`:
+/// `'<name>' is undefined` or `'<type> object' has no attribute '<attr>'`.
+fn describe_undefined(
+    env: &Environment<'_>,
+    context: &Value,
+    source: &str,
+    range: std::ops::Range<usize>,
+) -> Option<String> {
+    let is_path = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let bytes = source.get(..range.end)?;
+    let start = bytes
+        .char_indices()
+        .rev()
+        .take_while(|(i, c)| *i >= range.start || is_path(*c))
+        .take_while(|(_, c)| is_path(*c) || c.is_whitespace())
+        .last()
+        .map(|(i, _)| i)?;
+    let text = source.get(start..range.end)?.trim();
+    let text = text
+        .rsplit(|c: char| !is_path(c))
+        .next()?
+        .trim_start_matches('.');
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty()
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let eval = |expr: &str| -> Option<Value> {
+        let value = env.compile_expression(expr).ok()?.eval(context).ok()?;
+        (!value.is_undefined()).then_some(value)
+    };
+    if eval(parts[0]).is_none() {
+        return Some(format!("'{}' is undefined", parts[0]));
+    }
+    for n in 1..parts.len() {
+        let prefix = parts[..n].join(".");
+        let value = eval(&prefix)?;
+        if eval(&parts[..=n].join(".")).is_none() {
+            return Some(format!(
+                "'{} object' has no attribute '{}'",
+                jinja_type_name(&prefix, &value),
+                parts[n]
+            ));
+        }
+    }
+    None
+}
+
 /// Validate the options and render the template (§3.2–§3.4); returns the rendered text.
 pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateError> {
     validate_user_opts(inputs.user_opts, inputs.schema)?;
@@ -785,11 +860,10 @@ pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateE
     ctx.insert("user_runtime".into(), alias("user_runtime", runtime));
 
     let env = build_environment(inputs.template_dir);
-    let result = env.template_from_str(inputs.template).and_then(|t| {
-        t.render(Value::from_iter(
-            ctx.iter().map(|(k, v)| (k.clone(), v.clone())),
-        ))
-    });
+    let context = Value::from_iter(ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let result = env
+        .template_from_str(inputs.template)
+        .and_then(|t| t.render(context.clone()));
     result.map_err(|e| {
         let detail = e
             .detail()
@@ -799,10 +873,16 @@ pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateE
             ErrorKind::SyntaxError => TemplateError::Syntax(detail),
             ErrorKind::UndefinedError => {
                 let known: Vec<String> = ctx.keys().cloned().collect();
-                match undefined_name(&env, inputs.template, &known) {
-                    Some(name) => TemplateError::Undefined(format!("'{name}' is undefined")),
-                    None => TemplateError::Undefined(e.to_string()),
-                }
+                let source = e.template_source().unwrap_or(inputs.template);
+                let message = e
+                    .range()
+                    .and_then(|range| describe_undefined(&env, &context, source, range))
+                    .or_else(|| {
+                        undefined_name(&env, inputs.template, &known)
+                            .map(|name| format!("'{name}' is undefined"))
+                    })
+                    .unwrap_or_else(|| e.to_string());
+                TemplateError::Undefined(message)
             }
             ErrorKind::TemplateNotFound => TemplateError::NotFound(detail),
             _ => TemplateError::Render(e.to_string()),

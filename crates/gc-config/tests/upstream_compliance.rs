@@ -145,6 +145,11 @@ fn renders_match_upstream() {
         },
         Case { name: "reserved", template: "x: 1", opts: json!({"_GC": 1}), runtime: json!({}), schema: None },
         Case { name: "undefined", template: "a: {{ missing }}", opts: json!({}), runtime: json!({}), schema: None },
+        Case { name: "undefined-later", template: "a: {{ x }}\nb: {% if y == 1 %}{{ zzz }}{% endif %}", opts: json!({"x": 1, "y": 1}), runtime: json!({}), schema: None },
+        Case { name: "no-attribute-dict", template: "a: {{ foo.x }} {{ foo.nope }}", opts: json!({"foo": {"x": 1}}), runtime: json!({}), schema: None },
+        Case { name: "no-attribute-str", template: "a: {{ foo.nope }}", opts: json!({"foo": "bar"}), runtime: json!({}), schema: None },
+        Case { name: "no-attribute-runtime", template: "a: {{ _GC.user_runtime.python.nope }}", opts: json!({}), runtime: full_runtime(), schema: None },
+        Case { name: "no-attribute-parent", template: "a: {{ _GC.parent_config.nope }}", opts: json!({}), runtime: json!({}), schema: None },
         Case {
             name: "additional-properties",
             template: "x: 1",
