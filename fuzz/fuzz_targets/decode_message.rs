@@ -21,13 +21,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Some(body) = data.get(1..) {
-        if let Ok(command) = MepCommand::from_slice(body) {
-            if let Ok(start) = command.validate() {
-                // A validated command serializes back to a body that validates the same way.
-                let wire = serde_json::to_vec(&start).expect("serialize command");
-                let back = MepCommand::from_slice(&wire).and_then(MepCommand::validate);
-                assert_eq!(back.expect("re-validate command"), start);
-            }
+        if let Ok(start) = MepCommand::from_slice(body).and_then(MepCommand::validate) {
+            // A validated command serializes back to a body that validates the same way.
+            let wire = serde_json::to_vec(&start).expect("serialize command");
+            let back = MepCommand::from_slice(&wire).and_then(MepCommand::validate);
+            assert_eq!(back.expect("re-validate command"), start);
         }
         if let Ok(doc) = UepStdin::from_slice(body) {
             let back = UepStdin::from_slice(&doc.to_bytes()).expect("re-parse stdin document");
