@@ -13,9 +13,10 @@
 //! bytes as upstream. Sanitised user strings are already JSON-quoted scalars, so `{{ opt }}`
 //! cannot break the YAML structure. Known differences: `~` concatenation with `none` gives
 //! `none` rather than `None`; `_GC.mapped_identity.globus.id` prints as the bare UUID inside a
-//! repr (upstream `UUID('…')`); Python attributes such as `__class__` do not exist here (the
-//! sandbox property holds trivially; such access is reported as undefined, not as a
-//! `SecurityError`).
+//! repr (upstream `UUID('…')`). Python attributes do not exist here, so the sandbox holds by
+//! construction; for compatible error texts, a failing dotted lookup is described as Jinja2
+//! would (`'x' is undefined`, `'dict object' has no attribute 'y'`, and a `SecurityError`
+//! `access to attribute '__class__' of 'str' object is unsafe.` for Python's object dunders).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -112,6 +113,9 @@ pub enum TemplateError {
     /// Use of an undefined variable.
     #[error("{0}")]
     Undefined(String),
+    /// Access to an unsafe (Python-internal) attribute such as `__class__`.
+    #[error("{0}")]
+    Security(String),
     /// A template named in include/extends/import was not found (or no loader).
     #[error("{0}")]
     NotFound(String),
@@ -135,6 +139,7 @@ impl TemplateError {
             TemplateError::Validation(_) => "ValidationError",
             TemplateError::Syntax(_) => "TemplateSyntaxError",
             TemplateError::Undefined(_) => "UndefinedError",
+            TemplateError::Security(_) => "SecurityError",
             TemplateError::NotFound(_) => "TemplateNotFound",
             TemplateError::Render(_) => "TemplateError",
             TemplateError::Config(_) => "ClickException",
@@ -153,6 +158,7 @@ impl TemplateError {
             TemplateError::Validation(_) => "jsonschema.exceptions.ValidationError",
             TemplateError::Syntax(_) => "jinja2.exceptions.TemplateSyntaxError",
             TemplateError::Undefined(_) => "jinja2.exceptions.UndefinedError",
+            TemplateError::Security(_) => "jinja2.exceptions.SecurityError",
             TemplateError::NotFound(_) => "jinja2.exceptions.TemplateNotFound",
             TemplateError::Render(_) => "jinja2.exceptions.TemplateError",
             TemplateError::Config(_) => "click.exceptions.ClickException",
@@ -759,6 +765,34 @@ fn find_word(source: &str, word: &str) -> Option<usize> {
     })
 }
 
+/// Attributes every Python object has; the Jinja2 sandbox refuses access to them.
+const OBJECT_DUNDERS: &[&str] = &[
+    "__class__",
+    "__doc__",
+    "__init__",
+    "__new__",
+    "__repr__",
+    "__str__",
+    "__hash__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__getattribute__",
+    "__setattr__",
+    "__delattr__",
+    "__dir__",
+    "__format__",
+    "__reduce__",
+    "__reduce_ex__",
+    "__sizeof__",
+    "__init_subclass__",
+    "__subclasshook__",
+    "__getstate__",
+];
+
 /// Jinja2's name for the type of a value in "has no attribute" messages.
 fn jinja_type_name(path: &str, value: &Value) -> &'static str {
     match path {
@@ -790,7 +824,7 @@ fn describe_undefined(
     context: &Value,
     source: &str,
     range: std::ops::Range<usize>,
-) -> Option<String> {
+) -> Option<TemplateError> {
     let is_path = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
     let bytes = source.get(..range.end)?;
     let start = bytes
@@ -818,17 +852,27 @@ fn describe_undefined(
         (!value.is_undefined()).then_some(value)
     };
     if eval(parts[0]).is_none() {
-        return Some(format!("'{}' is undefined", parts[0]));
+        return Some(TemplateError::Undefined(format!(
+            "'{}' is undefined",
+            parts[0]
+        )));
     }
     for n in 1..parts.len() {
         let prefix = parts[..n].join(".");
         let value = eval(&prefix)?;
         if eval(&parts[..=n].join(".")).is_none() {
-            return Some(format!(
-                "'{} object' has no attribute '{}'",
-                jinja_type_name(&prefix, &value),
+            let type_name = jinja_type_name(&prefix, &value);
+            if OBJECT_DUNDERS.contains(&parts[n]) {
+                let short = type_name.rsplit('.').next().unwrap_or(type_name);
+                return Some(TemplateError::Security(format!(
+                    "access to attribute '{}' of '{short}' object is unsafe.",
+                    parts[n]
+                )));
+            }
+            return Some(TemplateError::Undefined(format!(
+                "'{type_name} object' has no attribute '{}'",
                 parts[n]
-            ));
+            )));
         }
     }
     None
@@ -874,15 +918,13 @@ pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateE
             ErrorKind::UndefinedError => {
                 let known: Vec<String> = ctx.keys().cloned().collect();
                 let source = e.template_source().unwrap_or(inputs.template);
-                let message = e
-                    .range()
+                e.range()
                     .and_then(|range| describe_undefined(&env, &context, source, range))
                     .or_else(|| {
                         undefined_name(&env, inputs.template, &known)
-                            .map(|name| format!("'{name}' is undefined"))
+                            .map(|name| TemplateError::Undefined(format!("'{name}' is undefined")))
                     })
-                    .unwrap_or_else(|| e.to_string());
-                TemplateError::Undefined(message)
+                    .unwrap_or_else(|| TemplateError::Undefined(e.to_string()))
             }
             ErrorKind::TemplateNotFound => TemplateError::NotFound(detail),
             _ => TemplateError::Render(e.to_string()),

@@ -149,6 +149,8 @@ fn renders_match_upstream() {
         Case { name: "no-attribute-dict", template: "a: {{ foo.x }} {{ foo.nope }}", opts: json!({"foo": {"x": 1}}), runtime: json!({}), schema: None },
         Case { name: "no-attribute-str", template: "a: {{ foo.nope }}", opts: json!({"foo": "bar"}), runtime: json!({}), schema: None },
         Case { name: "no-attribute-runtime", template: "a: {{ _GC.user_runtime.python.nope }}", opts: json!({}), runtime: full_runtime(), schema: None },
+        Case { name: "security-str", template: "a: {{ foo.__class__ }}", opts: json!({"foo": "bar"}), runtime: json!({}), schema: None },
+        Case { name: "security-dict", template: "a: {{ _GC.user_runtime.__init__ }}", opts: json!({}), runtime: json!({}), schema: None },
         Case { name: "no-attribute-parent", template: "a: {{ _GC.parent_config.nope }}", opts: json!({}), runtime: json!({}), schema: None },
         Case {
             name: "additional-properties",
