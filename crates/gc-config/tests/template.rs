@@ -287,3 +287,48 @@ fn high_assurance_rule() {
         "(ValueError) Error generating template; contact endpoint administrator"
     );
 }
+
+#[test]
+fn sibling_templates_load_only_with_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("engine.yaml.j2"),
+        "engine:\n  type: {{ engine_type | default('ThreadPoolEngine') }}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("macros.j2"),
+        "{% macro q(x) %}[{{ x }}]{% endmacro %}",
+    )
+    .unwrap();
+    let template =
+        "{% import 'macros.j2' as m %}{% include 'engine.yaml.j2' %}\nendpoint_setup: {{ m.q(1) }}";
+    let parent = CoreEndpointConfig::default();
+    let env = BTreeMap::new();
+    let empty = json!({});
+    let inputs = |template_dir| RenderInputs {
+        template,
+        template_dir,
+        schema: None,
+        user_opts: &empty,
+        user_runtime: &empty,
+        parent_config: &parent,
+        mapped_identity: &empty,
+        env: &env,
+    };
+    let out = render_user_config(&inputs(Some(dir.path()))).unwrap();
+    assert_eq!(
+        out,
+        "engine:\n  type: ThreadPoolEngine\nendpoint_setup: [1]"
+    );
+    let err = render_user_config(&inputs(None)).unwrap_err();
+    assert_eq!(err.python_type(), "TemplateNotFound");
+    let escape = RenderInputs {
+        template: "{% include '../secret' %}",
+        ..inputs(Some(dir.path()))
+    };
+    assert_eq!(
+        render_user_config(&escape).unwrap_err().python_type(),
+        "TemplateNotFound"
+    );
+}
