@@ -104,6 +104,18 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Send the worker's source ahead of the first frame (big-endian `u32` length, UTF-8).
+pub(crate) async fn write_source<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    source: &str,
+) -> Result<(), FrameError> {
+    let len = u32::try_from(source.len())
+        .map_err(|_| FrameError::Malformed("worker source too long".into()))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(source.as_bytes()).await?;
+    Ok(())
+}
+
 /// Read one frame: its decoded header and its blob.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,

@@ -16,18 +16,30 @@ use crate::frame::{self, FrameError, FromWorker, Outcome, ToWorker};
 pub const WORKER_SOURCE: &str =
     include_str!("../../../python/globus_compute_rs_worker/globus_compute_rs_worker/worker.py");
 
-/// Runs [`WORKER_SOURCE`] (passed as `argv[1]`) as the module
-/// `globus_compute_rs_worker.worker`, leaving `__main__` empty: functions the SDK serialized
-/// by value resolve their globals in `__main__`, so the worker's own names must not be there
-/// (they would leak into user code, and user globals could overwrite them).
+/// Reads [`WORKER_SOURCE`] from stdin (big-endian `u32` length, then UTF-8) and runs it as
+/// the module `globus_compute_rs_worker.worker`, leaving `__main__` empty: functions the SDK
+/// serialized by value resolve their globals in `__main__`, so the worker's own names must
+/// not be there (they would leak into user code, and user globals could overwrite them).
+/// The source travels on stdin rather than in argv to keep `ps` output short.
 const BOOTSTRAP: &str = "\
-import sys, types
-_m = types.ModuleType('globus_compute_rs_worker.worker')
-_m.__file__ = '<gc-engine embedded globus_compute_rs_worker/worker.py>'
-sys.modules[_m.__name__] = _m
-exec(compile(sys.argv[1], _m.__file__, 'exec'), _m.__dict__)
-del sys, types, _m
-raise SystemExit(__import__('sys').modules['globus_compute_rs_worker.worker'].main())
+def _boot():
+    import os, sys, types
+    def read(n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = os.read(0, n - len(buf))
+            if not chunk:
+                raise SystemExit('globus_compute_rs_worker: no worker source on stdin')
+            buf += chunk
+        return bytes(buf)
+    source = read(int.from_bytes(read(4), 'big')).decode('utf-8')
+    m = types.ModuleType('globus_compute_rs_worker.worker')
+    m.__file__ = '<gc-engine embedded globus_compute_rs_worker/worker.py>'
+    sys.modules[m.__name__] = m
+    exec(compile(source, m.__file__, 'exec'), m.__dict__)
+    del globals()['_boot']
+    return m.main
+raise SystemExit(_boot()())
 ";
 
 /// How to start a worker process.
@@ -43,16 +55,20 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
     /// Variables added to the inherited environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Send [`WORKER_SOURCE`] on stdin before the first frame (what the bootstrap of
+    /// [`WorkerCommand::embedded`] expects).
+    pub source_on_stdin: bool,
 }
 
 impl WorkerCommand {
-    /// `python -c <bootstrap> <embedded worker source>`: nothing but the SDK needs to be
-    /// installed.
+    /// `python -c <bootstrap>`, with the worker's source sent on stdin: nothing but the SDK
+    /// needs to be installed.
     pub fn embedded(python: impl Into<PathBuf>) -> Self {
         Self {
             program: python.into(),
-            args: vec!["-c".into(), BOOTSTRAP.into(), WORKER_SOURCE.into()],
+            args: vec!["-c".into(), BOOTSTRAP.into()],
             env: Vec::new(),
+            source_on_stdin: true,
         }
     }
 
@@ -70,6 +86,7 @@ impl WorkerCommand {
             program: PathBuf::from("/bin/sh"),
             args,
             env: self.env,
+            source_on_stdin: self.source_on_stdin,
         }
     }
 
@@ -80,6 +97,7 @@ impl WorkerCommand {
             program: python.into(),
             args: vec!["-m".into(), "globus_compute_rs_worker".into()],
             env: Vec::new(),
+            source_on_stdin: false,
         }
     }
 }
@@ -199,7 +217,15 @@ impl WorkerProcess {
             result_size_limit: s.result_size_limit,
         };
         let pid = self.pid;
-        let sent = frame::write_frame(&mut self.stdin, &init, b"").await;
+        let sent = if s.command.source_on_stdin {
+            frame::write_source(&mut self.stdin, WORKER_SOURCE).await
+        } else {
+            Ok(())
+        };
+        let sent = match sent {
+            Ok(()) => frame::write_frame(&mut self.stdin, &init, b"").await,
+            Err(e) => Err(e),
+        };
         let answer = match sent {
             Ok(()) => frame::read_frame(&mut self.stdout).await,
             Err(e) => Err(e),
