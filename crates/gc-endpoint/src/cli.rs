@@ -23,16 +23,18 @@ enum Command {
     Configure,
     Delete,
     List,
+    MapIdentity,
     RenderUserConfig,
     Version,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 5] = [
+    const ALL: [Command; 6] = [
         Command::Configure,
         Command::Delete,
         Command::List,
+        Command::MapIdentity,
         Command::RenderUserConfig,
         Command::Version,
     ];
@@ -42,6 +44,7 @@ impl Command {
             Command::Configure => "configure",
             Command::Delete => "delete",
             Command::List => "list",
+            Command::MapIdentity => "map-identity",
             Command::RenderUserConfig => "render-user-config",
             Command::Version => "version",
         }
@@ -53,6 +56,7 @@ impl Command {
             Command::Configure => "Configure an endpoint",
             Command::Delete => "Deletes an endpoint and its config.",
             Command::List => "List all available endpoints",
+            Command::MapIdentity => "Map an identity set to a local user",
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Version => "Show the version of globus-compute-endpoint",
         }
@@ -63,8 +67,30 @@ impl Command {
             Command::Configure => commands::configure::run(args),
             Command::Delete => commands::delete::run(args),
             Command::List => commands::list::run(args),
+            Command::MapIdentity => run_map_identity(args),
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Version => commands::version::run(args),
+        }
+    }
+}
+
+/// `map-identity` (not an upstream command): clap's own help and error texts.
+fn run_map_identity(args: &[String]) -> click::CmdResult {
+    #[derive(clap::Parser)]
+    #[command(name = "globus-compute-endpoint map-identity", no_binary_name = true)]
+    struct Cli {
+        #[command(flatten)]
+        args: commands::map_identity::MapIdentityArgs,
+    }
+    match <Cli as clap::Parser>::try_parse_from(args) {
+        Ok(cli) => Err(CliError::Done(commands::map_identity::run(&cli.args))),
+        Err(e) if e.exit_code() == 0 => {
+            click::print_help(&e.render().to_string());
+            Ok(())
+        }
+        Err(e) => {
+            eprint!("{}", e.render());
+            Err(CliError::Exit(2))
         }
     }
 }

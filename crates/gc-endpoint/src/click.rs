@@ -46,11 +46,16 @@ pub enum CliError {
     Aborted,
     /// Everything was already said; just exit with this status.
     Exit(u8),
+    /// A command that computes its own exit status finished.
+    Done(ExitCode),
 }
 
 impl CliError {
     /// Print the error the way Click does and return the exit status.
     pub fn report(self) -> ExitCode {
+        if let CliError::Done(code) = self {
+            return code;
+        }
         let mut err = std::io::stderr().lock();
         // Nothing sensible is left to do if stderr is gone; the exit status still tells.
         let (text, code) = match self {
@@ -61,6 +66,7 @@ impl CliError {
             CliError::Click(message) => (format!("Error: {message}\n"), 1),
             CliError::Aborted => ("Aborted!\n".to_string(), 1),
             CliError::Exit(code) => (String::new(), code),
+            CliError::Done(_) => (String::new(), 0),
         };
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();

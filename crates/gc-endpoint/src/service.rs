@@ -29,7 +29,16 @@ pub enum ServiceError {
 
 /// Where the SDK would send compute calls: `local` → `http://localhost:5000`, known
 /// environments to their hosts, anything else to production.
+///
+/// Extension: `GLOBUS_SDK_SERVICE_URL_COMPUTE`, which globus-sdk honours for clients built
+/// without an explicit base URL (the Compute SDK always passes one, so upstream ignores it),
+/// points this program at a self-hosted service on any address.
 pub fn compute_base_url(environment: &str) -> String {
+    if let Ok(url) = std::env::var("GLOBUS_SDK_SERVICE_URL_COMPUTE") {
+        if !url.is_empty() {
+            return url.trim_end_matches('/').to_string();
+        }
+    }
     match environment {
         "local" => "http://localhost:5000".into(),
         "preview" => "https://compute.api.preview.globus.org".into(),

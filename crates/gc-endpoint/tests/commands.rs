@@ -45,7 +45,7 @@ fn help_texts_match_upstream() {
     let g = ours(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
     assert!(g.stdout.ends_with(
-        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  render-user-config  Render a user config template to stdout\n  version             Show the version of globus-compute-endpoint\n"
+        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  version             Show the version of globus-compute-endpoint\n"
     ));
 }
 

@@ -48,7 +48,12 @@ fn print_line(value: &Json) {
 }
 
 fn obj(members: Vec<(&str, Json)>) -> Json {
-    Json::Object(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Json::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn read_identities(path: &Path) -> Result<Vec<Json>, String> {

@@ -4,5 +4,6 @@ pub mod common;
 pub mod configure;
 pub mod delete;
 pub mod list;
+pub mod map_identity;
 pub mod render_user_config;
 pub mod version;
