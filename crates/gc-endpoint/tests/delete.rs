@@ -218,7 +218,7 @@ fn online_endpoint_needs_force() {
     let dir = endpoint(d.path(), "on", true);
     let r = run(d.path(), &["delete", "--yes", "on"], "", &env_for(&base));
     assert_eq!(r.code, 255, "{r:?}");
-    assert!(r.stderr.contains(&format!(" WARNING MainProcess-")));
+    assert!(r.stderr.contains(" WARNING MainProcess-"));
     assert!(r.stderr.contains(&format!(
         "Endpoint {EP_ID} is currently running.  To proceed with deletion, first stop the endpoint, or ignore the current status with `delete --force`\n"
     )));
