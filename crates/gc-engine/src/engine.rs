@@ -484,6 +484,8 @@ async fn run_job(
         };
         let failure = match outcome {
             Ok((reply, details)) if reply.outcome != Outcome::SystemFailure => {
+                let ns = reply.exec_end.saturating_sub(reply.exec_start);
+                tracing::debug!(slot = n, %task_id, "task processing completed in {ns} ns");
                 return task_result(shared, request.task_id, reply, details);
             }
             Ok((reply, _)) => reply.data,

@@ -443,7 +443,8 @@ def serve(in_fd: int, out_fd: int) -> int:
                 "exec_start": out.exec_start,
                 "exec_end": out.exec_end,
             },
-            out.data.encode("utf-8", "surrogatepass"),
+            # Lone surrogates (from a user's exception message, say) cannot travel as UTF-8.
+            out.data.encode("utf-8", "backslashreplace"),
         )
 
 

@@ -294,3 +294,22 @@ def test_task_timeout(runner, monkeypatch, with_parsl):
     last = got["data"].rstrip().split("\n")[-1]
     expected = "AppTimeout" if with_parsl else "globus_compute_rs_worker.worker.TaskTimeout"
     assert last.split(":")[0].endswith(expected), got["data"]
+
+
+def test_process_survives_unencodable_error_text(tmp_path):
+    def bad_text():
+        raise ValueError("\ud800 lone surrogate")
+
+    fn = NS["add"].__class__(bad_text.__code__, NS)
+    p = spawn()
+    try:
+        p.stdin.write(frame({"type": "init", "protocol": 1, "run_dir": str(tmp_path)}))
+        p.stdin.write(frame({"type": "task", "task_id": "t"}, payload(fn).encode()))
+        p.stdin.flush()
+        assert read(p.stdout)[0]["type"] == "ready"
+        hdr, blob = read(p.stdout)
+        assert hdr["outcome"] == "failure"
+        assert "ValueError: \\ud800 lone surrogate" in blob.decode("utf-8")
+    finally:
+        p.kill()
+        p.wait()
