@@ -220,6 +220,34 @@ async fn heartbeats_loop(state: AppState, ch: Channel) -> Result<(), ConsumeErro
     }
 }
 
+/// An endpoint came (back) online: start again the user endpoints that have tasks waiting,
+/// since start commands sent while it was away expired unread.
+async fn resume_user_endpoints(state: &AppState, ch: &Channel, mep_id: &str) {
+    let ueps = match state.store.ueps_with_pending_tasks(mep_id).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(endpoint_id = %mep_id, error = %e, "cannot list waiting user endpoints");
+            return;
+        }
+    };
+    for (uep_id, client_id, opts, runtime) in ueps {
+        let opts = serde_json::from_str(&opts).unwrap_or(serde_json::Value::Null);
+        let runtime = serde_json::from_str(&runtime).unwrap_or(serde_json::Value::Null);
+        match crate::routes::publish_start_command(
+            state, ch, &client_id, mep_id, &uep_id, &opts, &runtime,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::info!(endpoint_id = %mep_id, uep_id, "restarting user endpoint with waiting tasks")
+            }
+            Err(e) => {
+                tracing::error!(endpoint_id = %mep_id, uep_id, error = e.message, "cannot restart user endpoint")
+            }
+        }
+    }
+}
+
 async fn handle_status(state: &AppState, ch: &Channel, s: StatusInfo) -> Result<(), ConsumeError> {
     let id = s.endpoint_id.to_string();
     let now = now_f64();
@@ -254,7 +282,14 @@ async fn handle_status(state: &AppState, ch: &Channel, s: StatusInfo) -> Result<
         return Ok(());
     }
     let period = s.heartbeat_period.unwrap_or(30.0);
+    let before = state.store.endpoint(&id).await?;
     if state.store.endpoint_heartbeat(&id, now, period).await? {
+        let was_online = before
+            .as_ref()
+            .is_some_and(|e| crate::routes::is_online(e.last_heartbeat, e.heartbeat_period, now));
+        if !was_online && period > 0.0 {
+            resume_user_endpoints(state, ch, &id).await;
+        }
         return Ok(());
     }
     if !state

@@ -542,20 +542,22 @@ fn uep_alive(u: &crate::store::UepRow, now: f64) -> bool {
 
 /// Publish the start command for a user endpoint and, unless it is already running, wait
 /// (bounded) for its first heartbeat or its failure notice.
-async fn start_uep(
+/// Publish `cmd_start_endpoint` for a user endpoint on its endpoint's command queue, with
+/// the identity set of the client the user endpoint runs for. Returns when the broker has
+/// confirmed the command.
+pub async fn publish_start_command(
     state: &AppState,
     ch: &lapin::Channel,
-    caller: &Caller,
+    client_id: &str,
     mep_id: &str,
     uep_id: &str,
     user_opts: &Value,
     user_runtime: &Value,
 ) -> Result<(), ApiError> {
-    let idents = identity_set(state, &caller.client_id).await?;
+    let idents = identity_set(state, client_id).await?;
     let Some(primary) = idents.first() else {
         return Err(ApiError::internal(&format!(
-            "client {} has no identity",
-            caller.client_id
+            "client {client_id} has no identity"
         )));
     };
     let creds = broker::uep_creds(state.creds.endpoint_url(uep_id), uep_id);
@@ -572,12 +574,6 @@ async fn start_uep(
             "amqp_creds": creds,
         },
     });
-    let was_alive = state
-        .store
-        .uep(uep_id)
-        .await?
-        .is_some_and(|u| uep_alive(&u, now_f64()));
-    let sent_at = now_f64();
     let props = lapin::BasicProperties::default()
         .with_content_type("application/json".into())
         .with_timestamp(now_i64().max(0) as u64)
@@ -596,8 +592,45 @@ async fn start_uep(
         )
         .await?;
     pending.wait().await?;
+    Ok(())
+}
+
+/// Publish the start command for a user endpoint and, unless it is already running or its
+/// endpoint is offline, wait (bounded) for its first heartbeat or its failure notice.
+async fn start_uep(
+    state: &AppState,
+    ch: &lapin::Channel,
+    caller: &Caller,
+    mep: &EndpointRow,
+    uep_id: &str,
+    user_opts: &Value,
+    user_runtime: &Value,
+) -> Result<(), ApiError> {
+    let now = now_f64();
+    let was_alive = state
+        .store
+        .uep(uep_id)
+        .await?
+        .is_some_and(|u| uep_alive(&u, now));
+    let sent_at = now_f64();
+    publish_start_command(
+        state,
+        ch,
+        &caller.client_id,
+        &mep.id,
+        uep_id,
+        user_opts,
+        user_runtime,
+    )
+    .await?;
     state.store.uep_start_sent(uep_id, sent_at).await?;
     if was_alive {
+        return Ok(());
+    }
+    if !is_online(mep.last_heartbeat, mep.heartbeat_period, now) {
+        // Nobody would answer: queue the tasks now; the start command is sent again when the
+        // endpoint's heartbeats resume (see the heartbeat consumer).
+        tracing::info!(endpoint_id = %mep.id, uep_id, "endpoint offline; tasks queued");
         return Ok(());
     }
     let deadline = tokio::time::Instant::now() + state.cfg.uep_start_timeout;
@@ -753,7 +786,7 @@ pub async fn submit(
                 &state,
                 &ch,
                 &caller,
-                &eid_s,
+                &ep,
                 &uep_id,
                 &user_opts,
                 &user_runtime,

@@ -875,6 +875,31 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
+    /// User endpoints of an endpoint that still have tasks without an outcome, with what is
+    /// needed to start them again: (uep id, client id, user_opts JSON, user_runtime JSON).
+    pub async fn ueps_with_pending_tasks(
+        &self,
+        mep_id: &str,
+    ) -> Result<Vec<(String, String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.client_id, u.user_opts, u.user_runtime FROM user_endpoints u \
+             WHERE u.mep_id = $1 AND EXISTS (SELECT 1 FROM tasks t WHERE t.uep_id = u.id AND t.completion_t IS NULL)",
+        )
+        .bind(mep_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("client_id")?,
+                    r.try_get("user_opts")?,
+                    r.try_get("user_runtime")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Count of tasks without an outcome (for status reports).
     pub async fn pending_count_of_endpoint(&self, endpoint_id: &str) -> Result<i64> {
         let row = sqlx::query(

@@ -232,6 +232,9 @@ class UpstreamEndpoint:
             raise AssertionError(f"{argv} failed: {r.stdout}\n{r.stderr}")
 
     def start(self, timeout: float = 60) -> str:
+        # A MEP that had to be killed leaves its PID file behind, and a young PID file makes
+        # the next start refuse to run (exit 73).
+        (self.ep_dir / "daemon.pid").unlink(missing_ok=True)
         self.log = open(self.root / "endpoint.out", "a")
         self.proc = subprocess.Popen(
             self._cmd(["globus-compute-endpoint", "start", self.NAME]),
@@ -248,6 +251,14 @@ class UpstreamEndpoint:
             return ep_json.exists() and json.loads(ep_json.read_text() or "{}").get("endpoint_id")
 
         self.endpoint_id = wait_for(registered, timeout, "the endpoint to register")
+        headers = {"Authorization": f"Bearer {get_token(self.client)}"}
+
+        def online():
+            registered()  # fails fast if the endpoint exited
+            r = requests.get(f"{BASE}/v2/endpoints/{self.endpoint_id}/status", headers=headers, timeout=5)
+            return r.status_code == 200 and r.json()["status"] == "online"
+
+        wait_for(online, timeout, "the endpoint to come online", interval=0.5)
         return self.endpoint_id
 
     def processes(self) -> list[int]:
@@ -275,11 +286,16 @@ class UpstreamEndpoint:
                 pass
         self.proc = None
 
-    def cleanup(self):
+    def cleanup(self, keep_logs_in: Path | None = None):
         self.stop()
         if self.user:
             wait_for(lambda: not self.processes(), 10, "endpoint processes to exit")
             subprocess.run(["userdel", self.user], capture_output=True, timeout=30)
+        if keep_logs_in:
+            for log in [self.root / "endpoint.out", *self.home.glob(".globus_compute/**/*.log")]:
+                if log.is_file():
+                    dest = keep_logs_in / log.relative_to(self.root).as_posix().replace("/", "_")
+                    shutil.copyfile(log, dest)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -307,10 +323,12 @@ def _sdk_env(client: dict, user_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def site(request, port_5000, tmp_path_factory):
+def site(request, port_5000):
     """Service (on the parametrised database) + client + registered upstream endpoint; the
-    SDK in this process is pointed at the service through environment variables."""
-    workdir = tmp_path_factory.mktemp(f"svc-{request.param}")
+    SDK in this process is pointed at the service through environment variables. Logs are
+    kept in /tmp/gcrs-svc-tests-* when a test failed."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"gcrs-svc-tests-{request.param}-"))
+    failed_before = request.session.testsfailed
     vhost = Vhost()
     db = Database(request.param, workdir)
     service = Service(db, vhost, workdir)
@@ -327,10 +345,15 @@ def site(request, port_5000, tmp_path_factory):
         endpoint.start()
         yield Site(service, client, endpoint)
     finally:
+        failed = request.session.testsfailed > failed_before
         if endpoint:
-            endpoint.cleanup()
+            endpoint.cleanup(keep_logs_in=workdir if failed else None)
         service.stop()
         os.environ.clear()
         os.environ.update(saved)
         db.drop()
         vhost.delete()
+        if failed:
+            print(f"\ngc-service test logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -124,3 +124,25 @@ def test_service_restart_mid_batch_loses_no_result(site):
     ids = [f.task_id for f in futures]
     got = c.get_batch_result(ids)
     assert all(got[i]["status"] == "success" for i in ids)
+
+
+def test_tasks_for_an_offline_endpoint_run_when_it_returns(site):
+    c = Client()
+    fid = c.register_function(double)
+    site.endpoint.stop()  # the endpoint says goodbye with heartbeat_period 0
+    wait_for(
+        lambda: c.get_endpoint_status(site.endpoint_id)["status"] == "offline",
+        30,
+        "the endpoint to be offline",
+    )
+    started = time.monotonic()
+    tid = c.run(4, endpoint_id=site.endpoint_id, function_id=fid)
+    assert time.monotonic() - started < 20, "submit to an offline endpoint must not wait for it"
+    assert c.get_task(tid)["pending"]
+    site.endpoint.start()
+    assert wait_for(
+        lambda: (t := c.get_task(tid)) and not t["pending"] and t, 120, "the queued task"
+    )["result"] == 8
+    # The returning endpoint's first heartbeat re-sent the start command of the waiting user
+    # endpoint (the one sent at submit time expires after 170 s on the broker).
+    assert "restarting user endpoint with waiting tasks" in site.service.log.read_text()
