@@ -697,6 +697,78 @@ fn python_splitlines(s: &str) -> Vec<&str> {
     lines
 }
 
+/// Python `json.dumps(value, sort_keys=True, indent=indent)` of a template value.
+fn python_json(value: &Value, indent: Option<usize>, level: usize, out: &mut String) -> Result<(), minijinja::Error> {
+    let newline = |out: &mut String, level: usize| {
+        if let Some(width) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(width * level));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
+        ValueKind::Number => out.push_str(&py_repr(value)),
+        ValueKind::String => out.push_str(&json_dumps_str(value.as_str().unwrap_or_default())),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = value.try_iter()?.collect();
+            if items.is_empty() {
+                out.push_str("[]");
+                return Ok(());
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                python_json(item, indent, level + 1, out)?;
+            }
+            newline(out, level);
+            out.push(']');
+        }
+        ValueKind::Map => {
+            let mut keys: Vec<Value> = value.try_iter()?.collect();
+            keys.sort_by_key(py_str);
+            if keys.is_empty() {
+                out.push_str("{}");
+                return Ok(());
+            }
+            out.push('{');
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                out.push_str(&json_dumps_str(&py_str(key)));
+                out.push_str(": ");
+                python_json(&value.get_item(key)?, indent, level + 1, out)?;
+            }
+            newline(out, level);
+            out.push('}');
+        }
+        _ => {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("Object of type {} is not JSON serializable", value.kind()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Jinja2's `tojson` filter: sorted keys, Python separators, HTML-safe escapes.
+fn jinja_tojson(value: Value, indent: Option<usize>) -> Result<String, minijinja::Error> {
+    let mut out = String::new();
+    python_json(&value, indent, 0, &mut out)?;
+    Ok(out
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027"))
+}
+
 /// The `shell_escape` filter (§3.3).
 fn shell_escape(value: Value) -> Result<Value, minijinja::Error> {
     let Some(text) = value.as_str().filter(|_| value.kind() == ValueKind::String) else {
@@ -723,8 +795,11 @@ fn build_environment(template_dir: Option<&Path>) -> Environment<'static> {
         out.write_str(&py_str(value))
             .map_err(minijinja::Error::from)
     });
+    // Python methods on values (`.items()`, `.strip()`, `.split()`, …) as Jinja2 allows.
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("indent", jinja_indent);
     env.add_filter("shell_escape", shell_escape);
+    env.add_filter("tojson", jinja_tojson);
     if let Some(dir) = template_dir {
         let dir = dir.to_path_buf();
         env.set_loader(move |name| {
