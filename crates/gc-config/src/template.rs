@@ -698,7 +698,12 @@ fn python_splitlines(s: &str) -> Vec<&str> {
 }
 
 /// Python `json.dumps(value, sort_keys=True, indent=indent)` of a template value.
-fn python_json(value: &Value, indent: Option<usize>, level: usize, out: &mut String) -> Result<(), minijinja::Error> {
+fn python_json(
+    value: &Value,
+    indent: Option<usize>,
+    level: usize,
+    out: &mut String,
+) -> Result<(), minijinja::Error> {
     let newline = |out: &mut String, level: usize| {
         if let Some(width) = indent {
             out.push('\n');
