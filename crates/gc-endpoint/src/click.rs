@@ -327,15 +327,13 @@ pub fn confirm(text: &str) -> CmdResult {
         let mut line = String::new();
         let n = stdin.lock().read_line(&mut line).unwrap_or(0);
         if n == 0 {
-            // EOF: Click prints a newline before aborting.
-            println!();
             return Err(CliError::Aborted);
         }
         match line.trim_end_matches(['\n', '\r']).to_lowercase().as_str() {
             "y" | "yes" => return Ok(()),
             "n" | "no" | "" => return Err(CliError::Aborted),
             _ => {
-                eprintln!("Error: invalid input");
+                println!("Error: invalid input");
             }
         }
     }

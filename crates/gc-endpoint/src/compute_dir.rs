@@ -31,12 +31,28 @@ pub fn set_override(dir: &str) {
 /// `~/.globus_compute`.
 pub fn compute_dir() -> PathBuf {
     if let Some(d) = OVERRIDE.get() {
-        return d.clone();
+        return py_path(d);
     }
     match std::env::var_os(COMPUTE_DIR_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => home_dir().join(".globus_compute"),
+        Some(d) if !d.is_empty() => py_path(Path::new(&d)),
+        _ => py_path(&home_dir().join(".globus_compute")),
     }
+}
+
+/// A path spelled as Python's `pathlib` spells it: no repeated or trailing slashes, no `.`
+/// components (`..` is kept).
+pub fn py_path(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in p.components() {
+        match comp {
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// Python's `Path.home()`: `$HOME`, else the passwd entry of the real user.
@@ -266,7 +282,7 @@ pub fn resolve_endpoint(value: &str, require_local: bool) -> Result<Resolved, St
     let mut resolved = Resolved::default();
     let (dir, info): (Option<PathBuf>, String) = match std::env::var_os(COMPUTE_EP_DIR_ENV) {
         Some(d) if !d.is_empty() => {
-            let p = PathBuf::from(d);
+            let p = py_path(Path::new(&d));
             let info = p.display().to_string();
             (Some(p), info)
         }
@@ -328,6 +344,16 @@ pub fn id_text(v: &Option<Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_spelled_like_pathlib() {
+        assert_eq!(
+            py_path(Path::new("/tmp//x/./y/")),
+            PathBuf::from("/tmp/x/y")
+        );
+        assert_eq!(py_path(Path::new("./rel/../z")).to_str(), Some("rel/../z"));
+        assert_eq!(py_path(Path::new("")).to_str(), Some("."));
+    }
 
     #[test]
     fn uuid_forms_python_accepts() {
