@@ -181,7 +181,11 @@ impl MappingFile {
                     ConfigKind::External(load_command(index, item.get("command"))?)
                 }
                 _ => {
-                    tracing::warn!(index, data_type, "no identity mapper for this DATA_TYPE; skipped");
+                    tracing::warn!(
+                        index,
+                        data_type,
+                        "no identity mapper for this DATA_TYPE; skipped"
+                    );
                     file.skipped.push((index, data_type.to_string()));
                     continue;
                 }
@@ -267,7 +271,9 @@ fn load_rules(index: usize, mappings: Option<&Json>) -> Result<Vec<Rule>, LoadEr
 
 fn load_command(index: usize, command: Option<&Json>) -> Result<Vec<String>, LoadError> {
     match command {
-        Some(Json::Array(items)) if !items.is_empty() => Ok(items.iter().map(Json::py_str).collect()),
+        Some(Json::Array(items)) if !items.is_empty() => {
+            Ok(items.iter().map(Json::py_str).collect())
+        }
         // A string is iterated character by character by the reference (pinned quirk).
         Some(Json::Str(s)) if !s.is_empty() => Ok(s.chars().map(String::from).collect()),
         _ => Err(LoadError::BadCommand { index }),
@@ -288,14 +294,19 @@ mod tests {
         assert!(load("null").is_ok() && load("{}").is_ok() && load("0").is_ok());
         assert!(matches!(load("5"), Err(LoadError::NotAList(_))));
         assert!(matches!(load("true"), Err(LoadError::NotAList(_))));
-        assert!(matches!(load(r#"{"DATA_TYPE": "x"}"#), Err(LoadError::NotAList(_))));
+        assert!(matches!(
+            load(r#"{"DATA_TYPE": "x"}"#),
+            Err(LoadError::NotAList(_))
+        ));
         assert!(matches!(load("[1"), Err(LoadError::Json(_))));
     }
 
     #[test]
     fn data_types() {
-        let f = load(r#"[{"DATA_TYPE": "ldap#1.0.0"}, {"DATA_TYPE": "Expression_Identity_Mapping#1.0.0"}]"#)
-            .unwrap();
+        let f = load(
+            r#"[{"DATA_TYPE": "ldap#1.0.0"}, {"DATA_TYPE": "Expression_Identity_Mapping#1.0.0"}]"#,
+        )
+        .unwrap();
         assert_eq!(f.skipped.len(), 2);
         for bad in [
             r#"[{"DATA_TYPE": "expression_identity_mapping#1.0.0 ", "mappings": []}]"#,

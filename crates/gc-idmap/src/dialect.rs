@@ -40,8 +40,7 @@ pub fn compile(text: &str, literal: bool, ignore_case: bool) -> Result<PyRegex, 
 fn expression_body(chars: &[char]) -> Result<String, DialectError> {
     // 1. Every backslash must be followed by one of `. ? * | ( ) \` or an ASCII digit.
     for w in chars.windows(2) {
-        if w[0] == '\\' && !matches!(w[1], '.' | '?' | '*' | '|' | '(' | ')' | '\\' | '0'..='9')
-        {
+        if w[0] == '\\' && !matches!(w[1], '.' | '?' | '*' | '|' | '(' | ')' | '\\' | '0'..='9') {
             return Err(DialectError::BadEscape(w[1]));
         }
     }
@@ -111,11 +110,26 @@ mod tests {
 
     #[test]
     fn dialect_checks() {
-        assert!(matches!(compile("\\d", false, false), Err(DialectError::BadEscape('d'))));
-        assert!(matches!(compile("a\\\\d", false, false), Err(DialectError::BadEscape('d'))));
-        assert!(matches!(compile("a\\*?", false, false), Err(DialectError::Lazy('*'))));
-        assert!(matches!(compile("*a", false, false), Err(DialectError::LeadingWildcard('*'))));
-        assert!(matches!(compile("(?i)abc", false, false), Err(DialectError::Compile(_))));
+        assert!(matches!(
+            compile("\\d", false, false),
+            Err(DialectError::BadEscape('d'))
+        ));
+        assert!(matches!(
+            compile("a\\\\d", false, false),
+            Err(DialectError::BadEscape('d'))
+        ));
+        assert!(matches!(
+            compile("a\\*?", false, false),
+            Err(DialectError::Lazy('*'))
+        ));
+        assert!(matches!(
+            compile("*a", false, false),
+            Err(DialectError::LeadingWildcard('*'))
+        ));
+        assert!(matches!(
+            compile("(?i)abc", false, false),
+            Err(DialectError::Compile(_))
+        ));
         assert!(compile("a\\1", true, false).is_err());
     }
 

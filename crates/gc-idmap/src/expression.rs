@@ -89,8 +89,16 @@ pub fn evaluate(
                 "  mapping {r}: source {} match {} (pattern {}{}{}) output {}",
                 show(&rule.source),
                 show(&Json::Str(rule.match_text.clone())),
-                if rule.literal { "literal" } else { "expression" },
-                if rule.ignore_case { ", ignore_case" } else { "" },
+                if rule.literal {
+                    "literal"
+                } else {
+                    "expression"
+                },
+                if rule.ignore_case {
+                    ", ignore_case"
+                } else {
+                    ""
+                },
                 if rule.regex.groups() > 0 {
                     format!(", {} group(s)", rule.regex.groups())
                 } else {
@@ -103,14 +111,15 @@ pub fn evaluate(
             if !matches!(identity, Json::Object(_)) {
                 return Err(ExpressionError::IdentityNotObject { position });
             }
-            let label = match identity.get("id") {
+            let label = || match identity.get("id") {
                 Some(id) => show(id),
                 None => format!("#{position} (no id)"),
             };
             if !is_considered(identity) {
                 if let Some(t) = trace.as_deref_mut() {
                     t.push(format!(
-                        "    identity {label}: skipped, status is {} (only \"used\" and \"private\" take part)",
+                        "    identity {}: skipped, status is {} (only \"used\" and \"private\" take part)",
+                        label(),
                         identity.get("status").map_or("missing".to_string(), show)
                     ));
                 }
@@ -134,7 +143,8 @@ pub fn evaluate(
                 MatchOutcome::NoMatch => {
                     if let Some(t) = trace.as_deref_mut() {
                         t.push(format!(
-                            "    identity {label}: source value {} does not match",
+                            "    identity {}: source value {} does not match",
+                            label(),
                             show(&Json::Str(source))
                         ));
                     }
@@ -148,7 +158,8 @@ pub fn evaluate(
                     );
                     if let Some(t) = trace.as_deref_mut() {
                         t.push(format!(
-                            "    identity {label}: source value {} gave up: the pattern needs too much backtracking (treated as no match)",
+                            "    identity {}: source value {} gave up: the pattern needs too much backtracking (treated as no match)",
+                            label(),
                             show(&Json::Str(source))
                         ));
                     }
@@ -184,7 +195,8 @@ pub fn evaluate(
                     })
                     .collect();
                 t.push(format!(
-                    "    identity {label}: source value {} matches{} -> output {}",
+                    "    identity {}: source value {} matches{} -> output {}",
+                    label(),
                     show(&Json::Str(source)),
                     if shown.is_empty() {
                         String::new()

@@ -161,7 +161,11 @@ pub fn run(
         }
         add_hit(&mut hits, &key, output);
     }
-    Ok(if hits.is_empty() { Vec::new() } else { vec![hits] })
+    Ok(if hits.is_empty() {
+        Vec::new()
+    } else {
+        vec![hits]
+    })
 }
 
 /// Parse an `identity_mapping_output#1.0.0` document: `(normalised id, output)` pairs in order.
@@ -314,7 +318,11 @@ fn exchange(
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                return Ok((stdout.unwrap_or_default(), stderr.unwrap_or_default(), status));
+                return Ok((
+                    stdout.unwrap_or_default(),
+                    stderr.unwrap_or_default(),
+                    status,
+                ));
             }
             Ok(None) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));

@@ -554,16 +554,12 @@ impl Parser<'_> {
         self.i += 1;
         let mut out = String::new();
         loop {
-            let c = self
-                .peek()
-                .ok_or_else(|| self.err("unterminated string"))?;
+            let c = self.peek().ok_or_else(|| self.err("unterminated string"))?;
             self.i += 1;
             match c {
                 '"' => return Ok(out),
                 '\\' => {
-                    let e = self
-                        .peek()
-                        .ok_or_else(|| self.err("unterminated string"))?;
+                    let e = self.peek().ok_or_else(|| self.err("unterminated string"))?;
                     self.i += 1;
                     match e {
                         '"' => out.push('"'),
@@ -657,10 +653,14 @@ mod tests {
 
     #[test]
     fn python_extensions_and_duplicates() {
-        let v = parse(r#"{"a": NaN, "b": -Infinity, "a": 1, "big": 123456789012345678901234567890}"#)
-            .unwrap();
+        let v =
+            parse(r#"{"a": NaN, "b": -Infinity, "a": 1, "big": 123456789012345678901234567890}"#)
+                .unwrap();
         assert_eq!(v.get("a"), Some(&Json::Int("1".into())));
-        assert_eq!(v.get("big").unwrap().py_str(), "123456789012345678901234567890");
+        assert_eq!(
+            v.get("big").unwrap().py_str(),
+            "123456789012345678901234567890"
+        );
         assert!(matches!(v, Json::Object(ref m) if m[0].0 == "a" && m.len() == 3));
         assert!(parse("[1] x").is_err());
         assert!(parse("  ").is_err());

@@ -85,10 +85,7 @@ impl MappingFile {
                             record.argv.join(" ")
                         };
                         lines.push(format!("  ran: {argv}"));
-                        lines.push(format!(
-                            "  stdin: {}",
-                            external::input_document(identities)
-                        ));
+                        lines.push(format!("  stdin: {}", external::input_document(identities)));
                         if !record.stdout.is_empty() {
                             lines.push(format!("  stdout: {}", record.stdout.trim_end()));
                         }

@@ -149,7 +149,10 @@ impl ReloadingMapping {
         let state = match file_state(&self.path) {
             Ok(s) => s,
             Err(source) => {
-                *self.last_state.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                *self
+                    .last_state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 let err = FileError::Io {
                     path: self.path.clone(),
                     source,
@@ -159,7 +162,10 @@ impl ReloadingMapping {
             }
         };
         {
-            let mut last = self.last_state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .last_state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if *last == Some(state) {
                 return ReloadStatus::Unchanged;
             }

@@ -148,12 +148,27 @@ mod tests {
         assert_eq!(expand("{-1}{ 0 }{+0}", &id, &g).unwrap(), "x{0}yx{0}yx{0}y");
         assert_eq!(expand("{1}", &id, &g), Err(TemplateError::NoSuchGroup(1)));
         assert_eq!(expand("{-2}", &id, &g), Err(TemplateError::NoSuchGroup(-2)));
-        assert_eq!(expand("{0}", &id, &[None]), Err(TemplateError::GroupUnset(0)));
-        assert!(matches!(expand("{n}", &id, &[]), Err(TemplateError::NotAString(_))));
-        assert!(matches!(expand("{z}", &id, &[]), Err(TemplateError::NullField(_))));
-        assert!(matches!(expand("{q}", &id, &[]), Err(TemplateError::MissingField(_))));
+        assert_eq!(
+            expand("{0}", &id, &[None]),
+            Err(TemplateError::GroupUnset(0))
+        );
+        assert!(matches!(
+            expand("{n}", &id, &[]),
+            Err(TemplateError::NotAString(_))
+        ));
+        assert!(matches!(
+            expand("{z}", &id, &[]),
+            Err(TemplateError::NullField(_))
+        ));
+        assert!(matches!(
+            expand("{q}", &id, &[]),
+            Err(TemplateError::MissingField(_))
+        ));
         assert_eq!(expand("plain {x", &id, &[]).unwrap(), "plain {x");
         let bomb = parse(r#"{"b": "{b}{b}{b}{b}"}"#).unwrap();
-        assert_eq!(expand(&"{b}".repeat(40), &bomb, &[]), Err(TemplateError::TooLong));
+        assert_eq!(
+            expand(&"{b}".repeat(40), &bomb, &[]),
+            Err(TemplateError::TooLong)
+        );
     }
 }

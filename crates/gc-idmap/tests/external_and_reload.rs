@@ -29,18 +29,26 @@ fn time_out_kills_the_whole_process_group() {
     let marker = dir.path().join("survived");
     // The program forks a grandchild that would write the marker after 2 s; killing only the
     // direct child would leave it running (and holding stdout open).
-    let script = format!(
-        "(sleep 2; touch '{}') & sleep 30",
-        marker.display()
-    );
+    let script = format!("(sleep 2; touch '{}') & sleep 30", marker.display());
     let command = vec!["sh".to_string(), "-c".to_string(), script, "sh".to_string()];
     let started = Instant::now();
-    let err = gc_idmap::external::run(&command, &ids(ALICE), &ctx(Duration::from_millis(500)), None)
-        .unwrap_err();
-    assert!(matches!(err, gc_idmap::external::ExternalError::TimedOut(_)), "{err}");
+    let err = gc_idmap::external::run(
+        &command,
+        &ids(ALICE),
+        &ctx(Duration::from_millis(500)),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, gc_idmap::external::ExternalError::TimedOut(_)),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(!marker.exists(), "a process of the group outlived the time-out");
+    assert!(
+        !marker.exists(),
+        "a process of the group outlived the time-out"
+    );
 }
 
 #[test]
@@ -55,12 +63,21 @@ fn stdout_flood_is_cut_off() {
 fn program_gets_argv_contract_and_stdin() {
     // Echo argv and stdin back inside the username to check both.
     let script = r#"input=$(cat); printf '{"result": [{"id": "000000c9-0000-4000-8000-0000000000c9", "output": "%s|%s"}]}' "$*" "$(printf %s "$input" | wc -c)""#;
-    let command = vec!["sh".to_string(), "-c".to_string(), script.to_string(), "prog".to_string(), "x".to_string()];
-    let hits = gc_idmap::external::run(&command, &ids(ALICE), &ctx(Duration::from_secs(5)), None).unwrap();
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        "prog".to_string(),
+        "x".to_string(),
+    ];
+    let hits =
+        gc_idmap::external::run(&command, &ids(ALICE), &ctx(Duration::from_secs(5)), None).unwrap();
     let doc_len = gc_idmap::external::input_document(&ids(ALICE)).len();
     assert_eq!(
         hits[0][0].1[0],
-        format!("x -c 145812c8-decc-41f1-83cf-bb2a85a2a70b -s 6f1d2c3b-4a59-4e8d-9c7b-0a1b2c3d4e5f -a|{doc_len}")
+        format!(
+            "x -c 145812c8-decc-41f1-83cf-bb2a85a2a70b -s 6f1d2c3b-4a59-4e8d-9c7b-0a1b2c3d4e5f -a|{doc_len}"
+        )
     );
 }
 
@@ -78,7 +95,10 @@ fn mapping_to(name: &str) -> String {
 }
 
 fn username(m: &ReloadingMapping) -> String {
-    match m.current().map_identities(&ids(ALICE), &ctx(Duration::from_secs(5))) {
+    match m
+        .current()
+        .map_identities(&ids(ALICE), &ctx(Duration::from_secs(5)))
+    {
         MappingOutcome::Mapped { username, .. } => username,
         other => panic!("{other:?}"),
     }
@@ -98,7 +118,10 @@ fn reload_swaps_valid_files_and_keeps_the_old_one_otherwise() {
     assert_eq!(username(&m), "second");
 
     // Invalid: logged, old configuration stays, not retried until the file changes again.
-    write(&path, r#"[{"DATA_TYPE": "expression_identity_mapping#1.0.0", "mappings": [{"source": "{username}", "match": "(", "output": "x"}]}]"#);
+    write(
+        &path,
+        r#"[{"DATA_TYPE": "expression_identity_mapping#1.0.0", "mappings": [{"source": "{username}", "match": "(", "output": "x"}]}]"#,
+    );
     assert!(matches!(m.reload_if_changed(), ReloadStatus::Kept(_)));
     assert_eq!(username(&m), "second");
     assert!(matches!(m.reload_if_changed(), ReloadStatus::Unchanged));
@@ -125,5 +148,8 @@ fn start_up_failures_carry_exit_codes() {
     assert_eq!(missing.exit_code(), EXIT_CONFIG);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"DATA_TYPE\": \"x\"}").unwrap();
-    assert_eq!(ReloadingMapping::open(&bad).unwrap_err().exit_code(), EXIT_CONFIG);
+    assert_eq!(
+        ReloadingMapping::open(&bad).unwrap_err().exit_code(),
+        EXIT_CONFIG
+    );
 }

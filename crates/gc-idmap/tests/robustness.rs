@@ -171,7 +171,9 @@ fn catastrophic_backtracking_counts_as_no_match() {
         "a".repeat(64)
     ))
     .unwrap();
-    let Json::Array(ids) = ids else { unreachable!() };
+    let Json::Array(ids) = ids else {
+        unreachable!()
+    };
     let ctx = ExternalContext::for_endpoint("e");
     assert_eq!(
         file.map_identities(&ids, &ctx),

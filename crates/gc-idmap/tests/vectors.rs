@@ -73,5 +73,10 @@ fn public_vectors() {
             .filter_map(|h| h.join().unwrap())
             .collect()
     });
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

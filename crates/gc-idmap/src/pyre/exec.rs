@@ -4,7 +4,7 @@
 
 use super::parse::{At, Category, ClassItem, Flags, Greed, MAXREPEAT, Node};
 use crate::pytext::{
-    decimal_value, eq_ignore_case, equivalents, is_alnum, is_space, lower, lower_preimages,
+    decimal_value, equivalents, is_alnum, is_cased, is_space, lower, lower_preimages,
 };
 
 #[derive(Debug, Clone)]
@@ -17,7 +17,12 @@ struct Class {
 
 #[derive(Debug, Clone)]
 enum Inst {
-    Char(char, Flags),
+    Char(char),
+    /// Case-insensitive literal: matches when the simple lower case of the character is one of
+    /// these (the pattern character's lower case and Python's extra equivalents).
+    CharFold([char; 3]),
+    /// Case-insensitive literal under the ASCII flag.
+    CharAscii(char),
     Any(Flags),
     Class(usize),
     Assert(At, Flags),
@@ -81,7 +86,21 @@ impl Compiler {
     fn node(&mut self, n: &Node) {
         match n {
             Node::Lit(c, f) => {
-                self.emit(Inst::Char(*c, *f));
+                let inst = if !f.ignore_case {
+                    Inst::Char(*c)
+                } else if f.ascii {
+                    Inst::CharAscii(*c)
+                } else if !is_cased(*c) {
+                    Inst::Char(*c)
+                } else {
+                    let lo = lower(*c);
+                    let mut set = [lo; 3];
+                    for (slot, e) in set.iter_mut().zip(equivalents(lo)) {
+                        *slot = *e;
+                    }
+                    Inst::CharFold(set)
+                };
+                self.emit(inst);
             }
             Node::Any(f) => {
                 self.emit(Inst::Any(*f));
@@ -286,16 +305,6 @@ fn category(cat: Category, c: char, ascii: bool) -> bool {
     }
 }
 
-fn char_eq(pat: char, ch: char, f: Flags) -> bool {
-    if !f.ignore_case {
-        pat == ch
-    } else if f.ascii {
-        pat.eq_ignore_ascii_case(&ch)
-    } else {
-        eq_ignore_case(pat, ch)
-    }
-}
-
 fn class_match(cls: &Class, ch: char) -> bool {
     let f = cls.flags;
     let hit = if f.ignore_case && cls.cased && !f.ascii {
@@ -357,8 +366,26 @@ impl Vm<'_> {
             }
             let prog = self.prog;
             let ok = match &prog.insts[pc] {
-                Inst::Char(c, f) => {
-                    if pos < self.s.len() && char_eq(*c, self.s[pos], *f) {
+                Inst::Char(c) => {
+                    if pos < self.s.len() && self.s[pos] == *c {
+                        pos += 1;
+                        pc += 1;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Inst::CharFold(set) => {
+                    if pos < self.s.len() && set.contains(&lower(self.s[pos])) {
+                        pos += 1;
+                        pc += 1;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Inst::CharAscii(c) => {
+                    if pos < self.s.len() && self.s[pos].eq_ignore_ascii_case(c) {
                         pos += 1;
                         pc += 1;
                         true
@@ -449,31 +476,29 @@ impl Vm<'_> {
                     }
                     true
                 }
-                Inst::Backref(g, f) => {
-                    match (self.caps[2 * g], self.caps[2 * g + 1]) {
-                        (Some(a), Some(b)) if a <= b => {
-                            let len = b - a;
-                            let f = *f;
-                            let ok = pos + len <= self.s.len()
-                                && (0..len).all(|k| {
-                                    let (x, y) = (self.s[a + k], self.s[pos + k]);
-                                    if !f.ignore_case {
-                                        x == y
-                                    } else if f.ascii {
-                                        x.eq_ignore_ascii_case(&y)
-                                    } else {
-                                        lower(x) == lower(y)
-                                    }
-                                });
-                            if ok {
-                                pos += len;
-                                pc += 1;
-                            }
-                            ok
+                Inst::Backref(g, f) => match (self.caps[2 * g], self.caps[2 * g + 1]) {
+                    (Some(a), Some(b)) if a <= b => {
+                        let len = b - a;
+                        let f = *f;
+                        let ok = pos + len <= self.s.len()
+                            && (0..len).all(|k| {
+                                let (x, y) = (self.s[a + k], self.s[pos + k]);
+                                if !f.ignore_case {
+                                    x == y
+                                } else if f.ascii {
+                                    x.eq_ignore_ascii_case(&y)
+                                } else {
+                                    lower(x) == lower(y)
+                                }
+                            });
+                        if ok {
+                            pos += len;
+                            pc += 1;
                         }
-                        _ => false,
+                        ok
                     }
-                }
+                    _ => false,
+                },
                 Inst::Look {
                     sub,
                     next,
@@ -486,10 +511,12 @@ impl Vm<'_> {
                         Some(w) => usize::try_from(*w).ok().and_then(|w| pos.checked_sub(w)),
                     };
                     match start {
-                        None => negate && {
-                            pc = next;
-                            true
-                        },
+                        None => {
+                            negate && {
+                                pc = next;
+                                true
+                            }
+                        }
                         Some(start) => {
                             let before = self.caps.clone();
                             let found = self.run(sub, start)?.is_some();
@@ -547,7 +574,11 @@ impl Vm<'_> {
                         pos = at;
                         break;
                     }
-                    Some(Bt::LazyIter { reg, pc: p, pos: at }) => {
+                    Some(Bt::LazyIter {
+                        reg,
+                        pc: p,
+                        pos: at,
+                    }) => {
                         let r = self.regs[reg];
                         stack.push(Bt::Reg(reg, r));
                         self.regs[reg].last = at;
@@ -570,13 +601,12 @@ impl Vm<'_> {
     }
 }
 
+/// A capturing group's span in character offsets, `None` when it did not take part.
+pub type Span = Option<(usize, usize)>;
+
 /// Match `prog` against `s` starting at position 0. On success, the group spans (1-based
 /// groups at index `g - 1`) in character offsets.
-pub fn run(
-    prog: &Program,
-    s: &[char],
-    limit: u64,
-) -> Result<Option<Vec<Option<(usize, usize)>>>, Exhausted> {
+pub fn run(prog: &Program, s: &[char], limit: u64) -> Result<Option<Vec<Span>>, Exhausted> {
     let mut vm = Vm {
         prog,
         s,

@@ -12,8 +12,8 @@
 mod exec;
 mod parse;
 
-pub use parse::PatternError;
 use parse::Flags;
+pub use parse::PatternError;
 
 /// Steps (instructions executed) allowed for one match attempt. Python would backtrack for
 /// ever on a catastrophic pattern; we stop after this many (tens of milliseconds of work).
@@ -134,11 +134,28 @@ mod tests {
     #[test]
     fn rejects_like_python() {
         for p in [
-            "^(abc$", "^a|*b$", "^(*a)$", "^a**$", "^a?*$", "^(a)\\2$", "^(?i)abc$", "^abc)$",
-            "^\\w\\q$", "^(?<=a*)b$", "^[b-a]$", "^[abc$", "^(?P<1>a)$", "^(?P<a>x)(?P<a>y)$",
-            "^(?L:a)$", "^(?(2)a|b)(c)$", "^*$",
+            "^(abc$",
+            "^a|*b$",
+            "^(*a)$",
+            "^a**$",
+            "^a?*$",
+            "^(a)\\2$",
+            "^(?i)abc$",
+            "^abc)$",
+            "^\\w\\q$",
+            "^(?<=a*)b$",
+            "^[b-a]$",
+            "^[abc$",
+            "^(?P<1>a)$",
+            "^(?P<a>x)(?P<a>y)$",
+            "^(?L:a)$",
+            "^(?(2)a|b)(c)$",
+            "^*$",
         ] {
-            assert!(PyRegex::compile(p, false).is_err(), "{p} should be rejected");
+            assert!(
+                PyRegex::compile(p, false).is_err(),
+                "{p} should be rejected"
+            );
         }
         assert!(PyRegex::compile("^(?(1)a|b)(c)$", false).is_ok());
     }

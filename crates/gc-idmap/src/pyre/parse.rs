@@ -236,8 +236,7 @@ impl P<'_> {
 
     fn seq(&mut self, flags: Flags, nested: usize) -> Result<Node, PatternError> {
         let mut items: Vec<Node> = Vec::new();
-        loop {
-            let Some(c) = self.peek() else { break };
+        while let Some(c) = self.peek() {
             if c == '|' || c == ')' {
                 break;
             }
@@ -275,7 +274,11 @@ impl P<'_> {
                             }
                             let here = self.i;
                             let lo = self.digits();
-                            let hi = if self.eat(',') { self.digits() } else { lo.clone() };
+                            let hi = if self.eat(',') {
+                                self.digits()
+                            } else {
+                                lo.clone()
+                            };
                             if !self.eat('}') {
                                 items.push(Node::Lit('{', flags));
                                 self.i = here;
@@ -337,7 +340,11 @@ impl P<'_> {
                     flags,
                 )),
                 '$' => items.push(Node::At(
-                    if flags.multiline { At::EndLine } else { At::End },
+                    if flags.multiline {
+                        At::EndLine
+                    } else {
+                        At::End
+                    },
                     flags,
                 )),
                 c => items.push(Node::Lit(c, flags)),
@@ -476,11 +483,9 @@ impl P<'_> {
                             .map(|(_, g)| *g)
                             .ok_or_else(|| self.err(format!("unknown group name '{cond}'")))?
                     } else {
-                        let g = parse_int(&cond)
-                            .filter(|g| *g >= 0)
-                            .ok_or_else(|| {
-                                self.err(format!("bad character in group name '{cond}'"))
-                            })?;
+                        let g = parse_int(&cond).filter(|g| *g >= 0).ok_or_else(|| {
+                            self.err(format!("bad character in group name '{cond}'"))
+                        })?;
                         if g == 0 {
                             return Err(self.err("bad group number"));
                         }
@@ -496,9 +501,7 @@ impl P<'_> {
                     let no = if self.eat('|') {
                         let no = self.seq(flags, nested + 1)?;
                         if self.peek() == Some('|') {
-                            return Err(
-                                self.err("conditional backref with more than two branches")
-                            );
+                            return Err(self.err("conditional backref with more than two branches"));
                         }
                         no
                     } else {
@@ -572,7 +575,9 @@ impl P<'_> {
                 }
                 add.push(c);
                 if add.contains('a') && add.contains('u') {
-                    return Err(self.err("bad inline flags: flags 'a', 'u' and 'L' are incompatible"));
+                    return Err(
+                        self.err("bad inline flags: flags 'a', 'u' and 'L' are incompatible")
+                    );
                 }
                 c = self.get().ok_or_else(|| self.err("missing -, : or )"))?;
                 if ")-:".contains(c) {
@@ -847,8 +852,7 @@ impl P<'_> {
         let cased = flags.ignore_case
             && items.iter().any(|it| match it {
                 ClassItem::Range(lo, hi) => {
-                    (*hi as u32 - *lo as u32) > 4096
-                        || (*lo..=*hi).any(is_cased)
+                    (*hi as u32 - *lo as u32) > 4096 || (*lo..=*hi).any(is_cased)
                 }
                 ClassItem::Cat(_) => false,
             });
