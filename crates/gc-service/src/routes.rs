@@ -809,41 +809,50 @@ pub async fn submit(
             }
             response.insert(fid_sent.clone(), ids);
         }
-        let tx = state
+        state
             .store
             .insert_tasks(&tg, &caller.client_id, &eid_s, &uep_id, &new_tasks)
             .await?;
-        let mut pending = Pending::new();
-        let queue = broker::task_queue(&uep_id);
-        for (fid_sent, f, payloads) in &functions {
-            for (task_id, payload) in response[fid_sent].iter().zip(payloads.iter()) {
-                let tid = Uuid::parse_str(task_id).unwrap_or_default();
-                let mut buffer = String::with_capacity(f.code.len() + payload.len());
-                buffer.push_str(&f.code);
-                buffer.push_str(payload);
-                let headers = task_headers(
-                    task_id,
-                    &f.id,
-                    resource_spec.as_deref(),
-                    req.result_serializers.as_deref(),
-                );
-                pending
-                    .publish(
-                        &ch,
-                        broker::EX_TASKS,
-                        &queue,
-                        &pack_task(&tid, &buffer),
-                        lapin::BasicProperties::default().with_headers(headers),
-                        true,
-                    )
-                    .await?;
+        let queued = async {
+            let mut pending = Pending::new();
+            let queue = broker::task_queue(&uep_id);
+            for (fid_sent, f, payloads) in &functions {
+                for (task_id, payload) in response[fid_sent].iter().zip(payloads.iter()) {
+                    let tid = Uuid::parse_str(task_id).unwrap_or_default();
+                    let mut buffer = String::with_capacity(f.code.len() + payload.len());
+                    buffer.push_str(&f.code);
+                    buffer.push_str(payload);
+                    let headers = task_headers(
+                        task_id,
+                        &f.id,
+                        resource_spec.as_deref(),
+                        req.result_serializers.as_deref(),
+                    );
+                    pending
+                        .publish(
+                            &ch,
+                            broker::EX_TASKS,
+                            &queue,
+                            &pack_task(&tid, &buffer),
+                            lapin::BasicProperties::default().with_headers(headers),
+                            true,
+                        )
+                        .await?;
+                }
             }
+            pending.wait().await
         }
-        pending.wait().await?;
-        if let Err(e) = tx.commit().await {
-            // The tasks are queued but not recorded: their results will be dropped as unknown.
-            tracing::error!(error = %e, task_group_id = %tg, "tasks published but not recorded");
-            return Err(ApiError::internal(&e));
+        .await;
+        if let Err(e) = queued {
+            // Not accepted after all: forget the tasks so the client's retry starts clean.
+            // Any task message that did reach the queue yields a result for an unknown task,
+            // which is logged and dropped.
+            let ids: Vec<String> = new_tasks.iter().map(|t| t.id.clone()).collect();
+            if let Err(de) = state.store.delete_tasks(&ids).await {
+                tracing::error!(error = %de, task_group_id = %tg, "could not remove unqueued tasks");
+                return Err(ApiError::internal(&de));
+            }
+            return Err(e.into());
         }
         Ok::<_, ApiError>(response)
     }

@@ -660,8 +660,9 @@ impl Store {
         Ok(())
     }
 
-    /// Begin a transaction that inserts a batch of tasks; the caller commits after the broker
-    /// confirmed every task message, so an unqueued task is never recorded as accepted.
+    /// Record a batch of tasks in one transaction. The caller records tasks before it queues
+    /// them (a fast endpoint's result must find its task) and calls [`Store::delete_tasks`]
+    /// if queueing fails.
     pub async fn insert_tasks(
         &self,
         task_group_id: &str,
@@ -669,7 +670,7 @@ impl Store {
         endpoint_id: &str,
         uep_id: &str,
         tasks: &[NewTask],
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let created = now_f64();
         for chunk in tasks.chunks(200) {
@@ -707,7 +708,24 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        Ok(tx)
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remove tasks that could not be queued (the submit then fails as a whole).
+    pub async fn delete_tasks(&self, ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("DELETE FROM tasks WHERE id IN ({})", placeholders.join(","));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     fn task_from_row(r: &AnyRow) -> Result<TaskRow> {
