@@ -69,6 +69,10 @@ pub enum StopReason {
     /// The connect attempt limit was reached.
     #[error("gave up after {attempts} connection attempts; last error: {last}")]
     AttemptsExhausted { attempts: u32, last: lapin::Error },
+    /// The target source could not produce a valid target (e.g. rotated credentials that do
+    /// not parse), even after one retry.
+    #[error("cannot read the connection target: {0}")]
+    Config(ConfigError),
     /// The background task ended abnormally (a panic inside it or a dependency).
     #[error("background task failed: {0}")]
     TaskFailed(String),

@@ -45,7 +45,7 @@ pub use lapin::types::{AMQPValue, FieldTable};
 pub use notice::{NoticeError, NoticeTarget, send_notice, send_notice_blocking};
 pub use publisher::{Confirm, PublishFailure, Publisher, PublisherOptions};
 pub use queue_info::{ConsumeTarget, PublishKwargs, PublishTarget};
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, TargetSource};
 pub use store::{RepublishReport, STORE_DIR, UnackedStore};
 pub use subscriber::{
     AckHandle, DEFAULT_PREFETCH, Delivery, HandoffToken, Subscriber, SubscriberOptions,

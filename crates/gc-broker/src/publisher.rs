@@ -31,14 +31,14 @@ use futures_util::stream::FuturesUnordered;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Confirmation, Connection, ExchangeKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::{PublishError, StopReason};
+use crate::error::{ConfigError, PublishError, StopReason};
 use crate::queue_info::PublishTarget;
-use crate::retry::{self, Next, RetryPolicy, RetryState};
+use crate::retry::{self, Next, RetryPolicy, RetryState, TargetSource};
 
 /// How a [`Publisher`] behaves.
 #[derive(Debug, Clone)]
@@ -115,6 +115,25 @@ impl Publisher {
     /// Starts the publisher's background task. Must be called inside a tokio runtime.
     #[must_use]
     pub fn start(target: PublishTarget, options: PublisherOptions) -> Publisher {
+        let initial = target.clone();
+        Self::spawn(initial, Arc::new(move || Ok(target.clone())), options)
+    }
+
+    /// Like [`Publisher::start`], but asks `source` for the target before every connect
+    /// (credential rotation, §5.4). Fails if the first target is invalid.
+    pub fn start_with_source(
+        source: TargetSource<PublishTarget>,
+        options: PublisherOptions,
+    ) -> Result<Publisher, ConfigError> {
+        let initial = source()?;
+        Ok(Self::spawn(initial, source, options))
+    }
+
+    fn spawn(
+        target: PublishTarget,
+        source: TargetSource<PublishTarget>,
+        options: PublisherOptions,
+    ) -> Publisher {
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (connected_tx, connected_rx) = watch::channel(false);
@@ -122,6 +141,7 @@ impl Publisher {
         let worker = Worker {
             retry: RetryState::new(options.retry.clone()),
             target,
+            source,
             options,
             rx,
             shutdown: shutdown_rx,
@@ -192,16 +212,15 @@ impl Drop for Publisher {
 
 struct Pending {
     seq: u64,
-    body: Vec<u8>,
+    /// Shared with the publish future while it runs.
+    body: Arc<Vec<u8>>,
     reply: Reply,
 }
 
 impl Pending {
     fn fail(self, error: PublishError) {
-        let _ = self.reply.send(Err(PublishFailure {
-            error,
-            body: self.body,
-        }));
+        let body = Arc::try_unwrap(self.body).unwrap_or_else(|shared| (*shared).clone());
+        let _ = self.reply.send(Err(PublishFailure { error, body }));
     }
 }
 
@@ -214,6 +233,7 @@ enum SessionEnd {
 
 struct Worker {
     target: PublishTarget,
+    source: TargetSource<PublishTarget>,
     options: PublisherOptions,
     retry: RetryState,
     rx: mpsc::Receiver<Request>,
@@ -269,7 +289,7 @@ impl Worker {
         self.next_seq += 1;
         Pending {
             seq: self.next_seq,
-            body: req.body,
+            body: Arc::new(req.body),
             reply: req.reply,
         }
     }
@@ -284,6 +304,10 @@ impl Worker {
 
     async fn run_loop(&mut self) -> StopReason {
         loop {
+            match retry::refresh(&self.source).await {
+                Ok(t) => self.target = t,
+                Err(e) => return StopReason::Config(e),
+            }
             let connected = tokio::select! {
                 () = wait_shutdown(&mut self.shutdown) => return StopReason::Closed,
                 c = retry::connect(&self.target.url) => c,
@@ -393,17 +417,16 @@ impl Worker {
                 let Some(p) = self.held.pop_front() else {
                     break;
                 };
-                match self.send(&channel, &p).await {
-                    Ok(fut) => {
-                        let seq = p.seq;
-                        confirms.push(Box::pin(async move { (seq, fut.await) }));
-                        in_flight.insert(seq, p);
-                    }
-                    Err(e) => {
-                        self.held.push_front(p);
-                        break 'session classify(conn, e);
-                    }
+                let mut fut = self.start_publish(&channel, &p);
+                // Poll once right away: lapin assigns the delivery tag and queues the frames
+                // on the first poll, so wire order stays acceptance order while we go on
+                // without waiting for each socket write (that wait alone halves throughput).
+                let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+                if let Poll::Ready(out) = first {
+                    fut = Box::pin(std::future::ready(out));
                 }
+                confirms.push(fut);
+                in_flight.insert(p.seq, p);
             }
             if draining && self.held.is_empty() && in_flight.is_empty() {
                 let _ = channel.close(200, "OK".into()).await;
@@ -473,23 +496,28 @@ impl Worker {
         end
     }
 
-    async fn send(
-        &self,
-        channel: &lapin::Channel,
-        p: &Pending,
-    ) -> Result<lapin::PublisherConfirm, lapin::Error> {
+    /// The future of one publish: socket write, then the broker's confirm.
+    fn start_publish(&self, channel: &lapin::Channel, p: &Pending) -> ConfirmFuture {
         let kw = &self.target.kwargs;
-        channel
-            .basic_publish(
-                kw.exchange.as_str().into(),
-                kw.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: kw.mandatory,
-                    immediate: false,
-                },
-                &p.body,
-                kw.properties.clone(),
-            )
-            .await
+        let channel = channel.clone();
+        let body = Arc::clone(&p.body);
+        let seq = p.seq;
+        let exchange = ShortString::from(kw.exchange.as_str());
+        let routing_key = ShortString::from(kw.routing_key.as_str());
+        let options = BasicPublishOptions {
+            mandatory: kw.mandatory,
+            immediate: false,
+        };
+        let properties = kw.properties.clone();
+        Box::pin(async move {
+            let result = match channel
+                .basic_publish(exchange, routing_key, options, &body, properties)
+                .await
+            {
+                Ok(confirm) => confirm.await,
+                Err(e) => Err(e),
+            };
+            (seq, result)
+        })
     }
 }

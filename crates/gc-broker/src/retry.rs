@@ -4,11 +4,12 @@
 //! without a broker; the async loops only ask it what to do next.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 
-use crate::error::StopReason;
+use crate::error::{ConfigError, StopReason};
 use crate::url::AmqpUrl;
 
 /// Tunables of the give-up rules. [`RetryPolicy::default`] is upstream's behaviour.
@@ -121,6 +122,26 @@ impl RetryState {
             return lo;
         }
         rand::rng().random_range(lo..=hi)
+    }
+}
+
+/// Produces the connection target before every connect attempt.
+///
+/// 4.19 UEPs re-read their (possibly rotated) AMQP credentials at every reconnect (§5.4); an
+/// endpoint passes a closure that decrypts and parses the credential memfd. A failure is
+/// retried once after 1 s, as upstream does, then the subscriber/publisher stops with
+/// [`StopReason::Config`].
+pub type TargetSource<T> = Arc<dyn Fn() -> Result<T, ConfigError> + Send + Sync>;
+
+/// Reads the current target from `source`, retrying once after 1 s.
+pub(crate) async fn refresh<T>(source: &TargetSource<T>) -> Result<T, ConfigError> {
+    match source() {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the connection target; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            source()
+        }
     }
 }
 

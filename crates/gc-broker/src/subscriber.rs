@@ -28,6 +28,7 @@
 //! [`Subscriber::next`] returns [`BrokerError::Stopped`] with the reason.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -37,9 +38,9 @@ use lapin::{BasicProperties, Connection};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::{BrokerError, StopReason};
+use crate::error::{BrokerError, ConfigError, StopReason};
 use crate::queue_info::ConsumeTarget;
-use crate::retry::{self, Next, RetryPolicy, RetryState};
+use crate::retry::{self, Next, RetryPolicy, RetryState, TargetSource};
 
 /// Default `basic.qos` prefetch count (see the module documentation for the reasoning).
 pub const DEFAULT_PREFETCH: u16 = 256;
@@ -135,6 +136,25 @@ impl Subscriber {
     /// runtime.
     #[must_use]
     pub fn start(target: ConsumeTarget, options: SubscriberOptions) -> Subscriber {
+        let initial = target.clone();
+        Self::spawn(initial, Arc::new(move || Ok(target.clone())), options)
+    }
+
+    /// Like [`Subscriber::start`], but asks `source` for the target before every connect
+    /// (credential rotation, §5.4). Fails if the first target is invalid.
+    pub fn start_with_source(
+        source: TargetSource<ConsumeTarget>,
+        options: SubscriberOptions,
+    ) -> Result<Subscriber, ConfigError> {
+        let initial = source()?;
+        Ok(Self::spawn(initial, source, options))
+    }
+
+    fn spawn(
+        target: ConsumeTarget,
+        source: TargetSource<ConsumeTarget>,
+        options: SubscriberOptions,
+    ) -> Subscriber {
         let capacity = if options.prefetch == 0 {
             1024
         } else {
@@ -147,6 +167,7 @@ impl Subscriber {
         let worker = Worker {
             retry: RetryState::new(options.retry.clone()),
             target,
+            source,
             options,
             out: out_tx,
             acks: ack_rx,
@@ -284,6 +305,7 @@ enum SessionEnd {
 
 struct Worker {
     target: ConsumeTarget,
+    source: TargetSource<ConsumeTarget>,
     options: SubscriberOptions,
     retry: RetryState,
     out: mpsc::Sender<Delivery>,
@@ -323,6 +345,10 @@ fn classify(conn: &Connection, err: lapin::Error) -> SessionEnd {
 impl Worker {
     async fn run(mut self) -> StopReason {
         loop {
+            match retry::refresh(&self.source).await {
+                Ok(t) => self.target = t,
+                Err(e) => return StopReason::Config(e),
+            }
             let connected = tokio::select! {
                 () = wait_shutdown(&mut self.shutdown) => return StopReason::Closed,
                 c = retry::connect(&self.target.url) => c,

@@ -543,3 +543,52 @@ async fn close_does_not_hang_when_the_owner_stopped_reading() {
     within(sub.close()).await;
     admin.wait_ready("tasks", 1099).await;
 }
+
+#[tokio::test]
+async fn target_source_is_read_again_on_reconnect() {
+    let vh = Vhost::new();
+    let admin = vh.admin().await;
+    admin.queue("tasks").await;
+    let (first, second) = (Proxy::start().await, Proxy::start().await);
+    // "Rotated credentials": the source hands out the first address, then the second one.
+    let current = std::sync::Arc::new(std::sync::Mutex::new(vh.url_via(&first.addr())));
+    let shared = std::sync::Arc::clone(&current);
+    let source: gc_broker::TargetSource<ConsumeTarget> = std::sync::Arc::new(move || {
+        let url = shared.lock().unwrap().clone();
+        ConsumeTarget::from_json(&json!({"connection_url": url, "queue": "tasks"}), None)
+    });
+    let mut sub = Subscriber::start_with_source(
+        source,
+        SubscriberOptions {
+            retry: fast_retry(),
+            ..Default::default()
+        },
+    )
+    .expect("valid first target");
+    wait_consuming(&sub).await;
+    *current.lock().unwrap() = vh.url_via(&second.addr());
+    first.cut(); // the old address is gone for good
+    admin.send("tasks", b"after rotation").await;
+    let d = within(sub.next())
+        .await
+        .expect("delivery over the new target");
+    assert_eq!(d.body, b"after rotation");
+    sub.handed_off(d.token);
+
+    // A source that no longer produces a valid target stops the subscriber, typed.
+    *current.lock().unwrap() = "http://not-amqp/".into();
+    second.cut();
+    match within(sub.next()).await {
+        Err(BrokerError::Stopped(StopReason::Config(e))) => {
+            assert_eq!(e, gc_broker::ConfigError::UnsupportedScheme("http".into()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let bad: gc_broker::TargetSource<ConsumeTarget> = std::sync::Arc::new(|| {
+        ConsumeTarget::from_json(&json!({"connection_url": "http://x/", "queue": "q"}), None)
+    });
+    assert!(matches!(
+        Subscriber::start_with_source(bad, SubscriberOptions::default()),
+        Err(gc_broker::ConfigError::UnsupportedScheme(_))
+    ));
+}
