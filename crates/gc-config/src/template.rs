@@ -168,7 +168,14 @@ impl TemplateError {
 }
 
 /// Validate options (reserved words, then schema) without rendering (§3.2 steps 1–2).
+/// `null` options count as `{}` (upstream: `user_opts or {}`).
 pub fn validate_user_opts(user_opts: &Json, schema: Option<&Json>) -> Result<(), TemplateError> {
+    let empty = Json::Object(serde_json::Map::new());
+    let user_opts = if user_opts.is_null() {
+        &empty
+    } else {
+        user_opts
+    };
     let Json::Object(opts) = user_opts else {
         return Err(TemplateError::OptionsNotAnObject);
     };
@@ -961,8 +968,11 @@ fn describe_undefined(
 /// Validate the options and render the template (§3.2–§3.4); returns the rendered text.
 pub fn render_user_config(inputs: &RenderInputs<'_>) -> Result<String, TemplateError> {
     validate_user_opts(inputs.user_opts, inputs.schema)?;
-    let Json::Object(opts) = inputs.user_opts else {
-        return Err(TemplateError::OptionsNotAnObject);
+    let no_opts = serde_json::Map::new();
+    let opts = match inputs.user_opts {
+        Json::Object(opts) => opts,
+        Json::Null => &no_opts,
+        _ => return Err(TemplateError::OptionsNotAnObject),
     };
     let runtime = match inputs.user_runtime {
         Json::Null => Value::from_iter(std::iter::empty::<(String, Value)>()),

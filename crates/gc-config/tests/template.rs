@@ -223,6 +223,12 @@ fn strict_undefined_shell_escape_and_aliases() {
     assert_eq!(out, "new /root");
     let out = render("{{ user_runtime.anything }}", json!({}), json!({}), None).unwrap();
     assert_eq!(out, "None");
+    assert_eq!(
+        render("a: 1", Value::Null, Value::Null, None).unwrap(),
+        "a: 1"
+    );
+    let err = render("a: 1", json!([1]), json!({}), None).unwrap_err();
+    assert_eq!(err.python_type(), "ValueError");
     let err = render("{% if %}", json!({}), json!({}), None).unwrap_err();
     assert_eq!(err.python_type(), "TemplateSyntaxError");
     let out = render(
