@@ -86,26 +86,33 @@ pub fn evaluate(
         let mut hits: Hits = Vec::new();
         if let Some(t) = trace.as_deref_mut() {
             t.push(format!(
-                "  mapping {r}: source {} match {} (pattern {}{}{}) output {}",
+                "  mapping {r}: source {} match {} ({}{}{}) output {}",
                 show(&rule.source),
                 show(&Json::Str(rule.match_text.clone())),
                 if rule.literal {
-                    "literal"
+                    "literal text"
                 } else {
-                    "expression"
+                    "regular expression"
                 },
                 if rule.ignore_case {
                     ", ignore_case"
                 } else {
                     ""
                 },
-                if rule.regex.groups() > 0 {
-                    format!(", {} group(s)", rule.regex.groups())
-                } else {
-                    String::new()
+                match rule.regex.groups() {
+                    0 => String::new(),
+                    1 => ", 1 group".to_string(),
+                    n => format!(", {n} groups"),
                 },
                 show(&rule.output),
             ));
+            if rule.regex.top_level_alternation() {
+                t.push(
+                    "    note: '|' at the top level splits the anchors: every branch but the last \
+                     only has to match the beginning of the source (write (a|b) for a full match)"
+                        .to_string(),
+                );
+            }
         }
         for (position, identity) in identities.iter().enumerate() {
             if !matches!(identity, Json::Object(_)) {

@@ -65,7 +65,7 @@ pub enum ExternalError {
     #[error("more than {MAX_STDOUT_BYTES} bytes on stdout; the program was killed")]
     OutputTooLarge,
     /// It exited with a non-zero status or was killed by a signal.
-    #[error("exited with {status}; stderr: {stderr}")]
+    #[error("exited with {status}{}", stderr_suffix(stderr))]
     ExitStatus {
         /// Exit status description.
         status: String,
@@ -81,6 +81,14 @@ pub enum ExternalError {
     /// The answer names an id that is not one of the input identities.
     #[error("answer names id {0:?}, which is not an input identity")]
     UnknownId(String),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", stderr.trim_end())
+    }
 }
 
 /// What a run produced, for `--explain`.
@@ -139,7 +147,10 @@ pub fn run(
     }
     if !status.success() {
         return Err(ExternalError::ExitStatus {
-            status: status.to_string(),
+            status: match status.code() {
+                Some(code) => format!("status {code}"),
+                None => "a signal".to_string(),
+            },
             stderr: stderr_text,
         });
     }

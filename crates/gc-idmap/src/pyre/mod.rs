@@ -24,6 +24,7 @@ pub const STEP_LIMIT: u64 = 1_000_000;
 pub struct PyRegex {
     prog: exec::Program,
     groups: usize,
+    top_level_alternation: bool,
 }
 
 /// The result of one match attempt.
@@ -49,12 +50,20 @@ impl PyRegex {
         Ok(PyRegex {
             prog: exec::compile(&parsed.node, parsed.groups),
             groups: parsed.groups,
+            top_level_alternation: matches!(parsed.node, parse::Node::Alt(_)),
         })
     }
 
     /// Number of capturing groups.
     pub fn groups(&self) -> usize {
         self.groups
+    }
+
+    /// Whether the pattern is an alternation at its top level (for a mapping's `^…$` pattern
+    /// this means the anchors are split between the first and last branch, IDENTITY-MAPPING.md
+    /// §3.4).
+    pub fn top_level_alternation(&self) -> bool {
+        self.top_level_alternation
     }
 
     /// `pattern.match(text)`: anchored at the start of `text`.
