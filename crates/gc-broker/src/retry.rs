@@ -156,9 +156,22 @@ pub(crate) fn is_auth_failure(err: &lapin::Error) -> bool {
     )
 }
 
+/// Bound on one whole connect (TCP, TLS, AMQP handshake): pika's socket timeout (10 s) plus
+/// its stack timeout (15 s) plus slack, so a peer that accepts TCP but never speaks AMQP
+/// cannot hang a subscriber or publisher.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Opens one connection to `url`.
 pub(crate) async fn connect(url: &AmqpUrl) -> Result<lapin::Connection, lapin::Error> {
-    lapin::Connection::connect_uri(url.to_lapin(), lapin::ConnectionProperties::default()).await
+    let attempt =
+        lapin::Connection::connect_uri(url.to_lapin(), lapin::ConnectionProperties::default());
+    match tokio::time::timeout(CONNECT_DEADLINE, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no AMQP connection within {CONNECT_DEADLINE:?}"),
+        ))),
+    }
 }
 
 #[cfg(test)]

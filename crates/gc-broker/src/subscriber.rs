@@ -79,6 +79,20 @@ pub struct HandoffToken {
     tag: u64,
 }
 
+impl HandoffToken {
+    /// The AMQP delivery tag (per channel; for logs).
+    #[must_use]
+    pub fn delivery_tag(&self) -> u64 {
+        self.tag
+    }
+
+    /// Which channel session of the subscriber the delivery came from (1, 2, … per reconnect).
+    #[must_use]
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+}
+
 /// One message taken from the queue.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -195,12 +209,14 @@ impl Subscriber {
         if let Some(d) = self.deliveries.recv().await {
             return Ok(d);
         }
-        let reason = match self.task.take() {
+        // Await through a reference so that a cancelled `next` keeps the handle.
+        let reason = match self.task.as_mut() {
             Some(task) => task
                 .await
                 .unwrap_or_else(|e| StopReason::TaskFailed(e.to_string())),
             None => StopReason::Closed,
         };
+        self.task = None;
         self.stopped = Some(reason.clone());
         Err(BrokerError::Stopped(reason))
     }

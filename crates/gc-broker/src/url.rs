@@ -189,7 +189,8 @@ impl AmqpUrl {
                 frame_max: self.frame_max,
                 channel_max: self.channel_max,
                 heartbeat: self.heartbeat,
-                connection_timeout: self.connect_timeout_ms,
+                // pika's default socket timeout is 10 s.
+                connection_timeout: Some(self.connect_timeout_ms.unwrap_or(10_000)),
                 auth_mechanism: None,
             },
         }
