@@ -4,8 +4,9 @@
 //! when it is `""`, the default exchange cannot be declared), passive `queue.declare` of its
 //! `queue`, `confirm.select`. Messages are published with the `queue_publish_kwargs` and their
 //! confirms are **pipelined**: up to [`PublisherOptions::max_in_flight`] messages are on the
-//! wire at once, each tracked by its delivery tag (lapin's `PublisherConfirm`), so throughput
-//! is bounded by the broker, not by one round trip per message.
+//! wire at once, each tracked by its delivery tag (lapin's `PublisherConfirm`), and the
+//! socket write of one message is not awaited before the next is queued, so throughput is
+//! bounded by the broker, not by one round trip per message (numbers in docs/benchmarks.md).
 //!
 //! Each [`Publisher::publish`] returns a [`Confirm`] future that completes with `Ok(())` on
 //! `basic.ack` and fails on `basic.nack` and — unlike upstream, which installs no

@@ -592,3 +592,31 @@ async fn target_source_is_read_again_on_reconnect() {
         Err(gc_broker::ConfigError::UnsupportedScheme(_))
     ));
 }
+
+#[tokio::test]
+async fn deleted_queue_cancels_the_consumer_and_stops_it() {
+    let vh = Vhost::new();
+    let admin = vh.admin().await;
+    admin.queue("tasks").await;
+    let mut sub = Subscriber::start(
+        consume_target(&vh.url(), "tasks"),
+        SubscriberOptions {
+            retry: fast_retry(),
+            ..Default::default()
+        },
+    );
+    wait_consuming(&sub).await;
+    admin
+        .channel
+        .queue_delete("tasks".into(), Default::default())
+        .await
+        .expect("delete");
+    // basic.cancel counts as one channel close; re-consuming the missing queue fails twice.
+    assert!(matches!(
+        within(sub.next()).await,
+        Err(BrokerError::Stopped(StopReason::ChannelClosedTooOften {
+            closes: 3,
+            ..
+        }))
+    ));
+}
