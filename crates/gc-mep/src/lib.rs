@@ -1,0 +1,48 @@
+//! The unprivileged core endpoint (MEP) runtime — what `globus-compute-endpoint start NAME`
+//! runs (ENDPOINT §4, PROTOCOL-ENDPOINT §2, §4, §5, §6.1).
+//!
+//! One job: keep a registered endpoint's command queue served. In order:
+//!
+//! 1. [`register`] — client-credentials tokens, `POST`/`PUT /v3/endpoints`, `endpoint.json`,
+//!    the owner's identity set; failures are [`RegisterError`]s with upstream's exit statuses
+//!    ([`RegisterError::exit_code`]: 69 blocked, 65 invalid, 75 network, 77 auth, 70 malformed).
+//! 2. [`run`] — consume commands, check each ([`command::check`]: content type, timestamp,
+//!    clock skew ≤ 180 s, required keys, command name, identity), render the user config
+//!    template as the same user and spawn the user endpoint
+//!    (`<child_program> _start-user-endpoint <name> [args…]`, stdin document of §5.4) in its own
+//!    process group; de-duplicate start commands for a running user endpoint and revive it
+//!    when it exits 0 within the grace period; send failure notices (§4.6) for refused
+//!    commands and failed starts; heartbeat every `heartbeat_period`; on shutdown send the
+//!    final `heartbeat_period: 0` report, SIGTERM the user endpoints, then SIGKILL their
+//!    process groups.
+//!
+//! ```no_run
+//! # async fn demo(dir: std::path::PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+//! use gc_mep::{ClientCredentials, MepOptions, RegisterInputs, ServiceUrls};
+//! let config = gc_config::CoreEndpointConfig::from_file(&dir.join("config.yaml"), Default::default())?;
+//! let urls = ServiceUrls::for_config(&config)?;
+//! let credentials = ClientCredentials::from_env()?;
+//! let registration = gc_mep::register(&RegisterInputs {
+//!     endpoint_dir: &dir, name: "my-ep", config: &config, endpoint_uuid: None,
+//!     urls: &urls, credentials: &credentials, python_version: "3.11.2",
+//! }).await?;
+//! let options = MepOptions::new("my-ep", dir.clone(), config)?;
+//! gc_mep::run(options, registration, gc_mep::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
+//! credentials inline in `amqp_creds` instead), privileged operation (identity mapping, uid
+//! changes, PAM), the PID file, detaching and the console banner.
+#![forbid(unsafe_code)]
+
+pub mod command;
+mod register;
+mod runtime;
+pub mod uep;
+
+pub use register::{
+    ClientCredentials, ENDPOINT_VERSION, RegisterError, RegisterInputs, Registration, ServiceUrls,
+    register, request_body,
+};
+pub use runtime::{MepError, MepOptions, StopCause, run, shutdown_signal};

@@ -1,0 +1,551 @@
+//! The MEP event loop (ENDPOINT §4.3, §4.6, §4.7): command queue, UEP children, heartbeats,
+//! shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use gc_broker::{
+    ConsumeTarget, NoticeTarget, PublishTarget, Publisher, PublisherOptions, Subscriber,
+    SubscriberOptions,
+};
+use gc_config::{CoreEndpointConfig, Number};
+use gc_wire::mep_command::StartEndpoint;
+use gc_wire::messagepack::{self, EpStatusReport, Message};
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::command::{self, Envelope, Rejection};
+use crate::register::Registration;
+use crate::uep::{self, Context};
+
+/// How long the final heartbeat and failure notices may take.
+const PUBLISH_WAIT: Duration = Duration::from_secs(10);
+/// How long children get after SIGTERM (and again after SIGKILL).
+const CHILD_WAIT: Duration = Duration::from_secs(10);
+
+/// Why the runtime could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum MepError {
+    /// The registration's queue infos are unusable.
+    #[error("Invalid or unexpected registration data structure: {0}")]
+    QueueInfo(#[from] gc_broker::ConfigError),
+    /// The endpoint id is not a UUID.
+    #[error("endpoint id {0:?} is not a UUID")]
+    EndpointId(String),
+    /// The current executable could not be determined.
+    #[error("cannot determine the current executable: {0}")]
+    CurrentExe(#[source] std::io::Error),
+}
+
+impl MepError {
+    /// Exit status (upstream: 70 for a malformed registration).
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MepError::QueueInfo(_) | MepError::EndpointId(_) => 70,
+            MepError::CurrentExe(_) => 1,
+        }
+    }
+}
+
+/// What ended a run that started successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// The shutdown future completed (a signal).
+    Requested,
+    /// The command-queue subscriber gave up.
+    CommandQueueLost(String),
+}
+
+/// Settings of one MEP run.
+#[derive(Debug, Clone)]
+pub struct MepOptions {
+    /// The endpoint (directory) name.
+    pub name: String,
+    /// `<compute dir>/<name>`.
+    pub endpoint_dir: PathBuf,
+    /// The loaded `config.yaml`.
+    pub config: CoreEndpointConfig,
+    /// Where UEP directories go: `$GLOBUS_COMPUTE_USER_DIR` or `~/.globus_compute`.
+    pub compute_dir: PathBuf,
+    /// The program exec'd for a UEP; defaults to the current executable (which must be
+    /// `globus-compute-endpoint`, whose `_start-user-endpoint` runs the UEP).
+    pub child_program: PathBuf,
+}
+
+impl MepOptions {
+    /// Options with `compute_dir` = the parent of `endpoint_dir` and the current executable
+    /// as the UEP program.
+    pub fn new(
+        name: impl Into<String>,
+        endpoint_dir: PathBuf,
+        config: CoreEndpointConfig,
+    ) -> Result<Self, MepError> {
+        let compute_dir = endpoint_dir
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(MepOptions {
+            name: name.into(),
+            endpoint_dir,
+            config,
+            compute_dir,
+            child_program: std::env::current_exe().map_err(MepError::CurrentExe)?,
+        })
+    }
+}
+
+/// One live UEP child.
+struct Child {
+    name: String,
+    describe: String,
+    /// A repeated start command seen while this child ran (§4.3), for the revive rule.
+    cached: Option<(Instant, StartEndpoint)>,
+}
+
+/// `heartbeat_period` as the JSON number upstream sends (int, or float from the clamp).
+fn period_value(n: Number) -> (Value, Duration) {
+    match n {
+        Number::Int(i) => {
+            let i = i.max(5);
+            (Value::from(i), Duration::from_secs(i.unsigned_abs()))
+        }
+        Number::Float(f) => {
+            let f = if f.is_finite() { f.max(5.0) } else { 5.0 };
+            (Value::from(f), Duration::from_secs_f64(f))
+        }
+    }
+}
+
+fn status_report(endpoint_id: uuid::Uuid, period: Value) -> Vec<u8> {
+    let mut global_state = Map::new();
+    global_state.insert("heartbeat_period".into(), period);
+    messagepack::pack(&Message::EpStatusReport(EpStatusReport {
+        endpoint_id,
+        global_state,
+        task_statuses: Default::default(),
+    }))
+}
+
+/// Publishes a failure notice (§4.6) in the background, to the UEP's heartbeat queue.
+fn send_failure_notice(amqp_creds: &Map<String, Value>, text: String) {
+    let Some(id) = amqp_creds
+        .get("endpoint_id")
+        .and_then(Value::as_str)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    else {
+        tracing::error!("Unable to send failure notice: amqp_creds has no valid endpoint_id");
+        return;
+    };
+    let target = match amqp_creds
+        .get("heartbeat_queue_info")
+        .map(NoticeTarget::from_json)
+    {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            tracing::error!("Unable to send failure notice: {e}");
+            return;
+        }
+        None => {
+            tracing::error!("Unable to send failure notice: no heartbeat_queue_info");
+            return;
+        }
+    };
+    let body = messagepack::pack(&Message::EpStatusReport(EpStatusReport::failure_notice(
+        id, text,
+    )));
+    tokio::spawn(async move {
+        if let Err(e) = gc_broker::send_notice(&target, &body, PUBLISH_WAIT).await {
+            tracing::error!("Unable to send failure notice: {e}");
+        }
+    });
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Waits for SIGTERM, SIGINT or SIGQUIT (§4.7). If the handlers cannot be installed it waits
+/// forever (the process can still be killed).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::quit(),
+    ];
+    let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+    if streams.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+    futures_select_all(waits).await;
+}
+
+async fn futures_select_all<F: Future + Unpin>(futs: impl Iterator<Item = F>) {
+    let mut futs: Vec<F> = futs.collect();
+    std::future::poll_fn(|cx| {
+        for f in futs.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+struct Mep {
+    opts: MepOptions,
+    registration: Registration,
+    base_env: BTreeMap<String, String>,
+    children: HashMap<u32, Child>,
+    exits: mpsc::UnboundedSender<(u32, std::io::Result<ExitStatus>)>,
+    stopping: bool,
+}
+
+/// Runs the MEP until `shutdown` completes or the command queue is lost, then shuts down:
+/// final heartbeat (`heartbeat_period: 0`), SIGTERM to every UEP, SIGKILL to the process
+/// groups of those still alive after 10 s.
+pub async fn run(
+    opts: MepOptions,
+    registration: Registration,
+    shutdown: impl Future<Output = ()>,
+) -> Result<StopCause, MepError> {
+    let endpoint_id = uuid::Uuid::parse_str(&registration.endpoint_id)
+        .map_err(|_| MepError::EndpointId(registration.endpoint_id.clone()))?;
+    let amqp_port = opts
+        .config
+        .base
+        .amqp_port
+        .and_then(|p| u16::try_from(p).ok());
+    let consume = ConsumeTarget::from_json(&registration.command_queue_info, amqp_port)?;
+    let heartbeat = PublishTarget::from_json(&registration.heartbeat_queue_info, None)?;
+    let (period, period_duration) = period_value(opts.config.base.heartbeat_period);
+
+    tracing::info!("\n\n========== Core Endpoint begins: {endpoint_id}");
+    let mut subscriber = Subscriber::start(
+        consume,
+        SubscriberOptions {
+            exclusive: false,
+            ..Default::default()
+        },
+    );
+    let publisher = Publisher::start(heartbeat, PublisherOptions::default());
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let mut mep = Mep {
+        base_env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        opts,
+        registration,
+        children: HashMap::new(),
+        exits: exit_tx,
+        stopping: false,
+    };
+
+    let mut ticker = tokio::time::interval(period_duration);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let cause = loop {
+        tokio::select! {
+            () = &mut shutdown => break StopCause::Requested,
+            _ = ticker.tick() => {
+                match publisher.publish(status_report(endpoint_id, period.clone())).await {
+                    Ok(confirm) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = confirm.await {
+                                tracing::error!("Heartbeat not confirmed: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::error!("Unable to send heartbeat: {e}"),
+                }
+            }
+            delivery = subscriber.next() => match delivery {
+                Ok(d) => {
+                    // Acked as soon as dequeued, as upstream.
+                    subscriber.handed_off(d.token);
+                    mep.handle(&d).await;
+                }
+                Err(e) => {
+                    tracing::error!("Command queue consumer stopped: {e}");
+                    break StopCause::CommandQueueLost(e.to_string());
+                }
+            },
+            Some((pid, status)) = exit_rx.recv() => mep.reaped(pid, status).await,
+        }
+    };
+
+    mep.stopping = true;
+    subscriber.close().await;
+    let final_report = status_report(endpoint_id, Value::from(0));
+    let sent = tokio::time::timeout(PUBLISH_WAIT, publisher.publish_confirmed(final_report)).await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("Unable to send final heartbeat -- ({}) {e}", "PublishError"),
+        Err(_) => tracing::warn!("Unable to send final heartbeat -- (TimeoutError) timed out"),
+    }
+    publisher.close().await;
+    mep.stop_children(&mut exit_rx).await;
+    tracing::info!("Shutdown complete.\n---------- Core Endpoint ends: {endpoint_id}\n\n");
+    Ok(cause)
+}
+
+impl Mep {
+    async fn handle(&mut self, d: &gc_broker::Delivery) {
+        let props = &d.properties;
+        if let Some(headers) = d.headers() {
+            if let Some(v) = headers.inner().get("debug") {
+                if !matches!(
+                    v,
+                    gc_broker::AMQPValue::Boolean(false) | gc_broker::AMQPValue::Void
+                ) {
+                    tracing::warn!(
+                        "Command debug flag set; command received (body not logged: it holds credentials)"
+                    );
+                }
+            }
+        }
+        let envelope = Envelope {
+            content_type: props.content_type().as_ref().map(|s| s.as_str()),
+            timestamp: *props.timestamp(),
+        };
+        match command::check(envelope, &d.body, now_s(), &self.registration.identity_set) {
+            Err(Rejection::Drop(msg)) => tracing::error!("{msg}"),
+            Err(Rejection::Notice { text, amqp_creds }) => {
+                tracing::error!("{text}");
+                match amqp_creds {
+                    Some(creds) => send_failure_notice(&creds, text),
+                    None => {
+                        tracing::error!("No amqp_creds in command; unable to send failure notice")
+                    }
+                }
+            }
+            Ok(start) => self.start(start).await,
+        }
+    }
+
+    async fn start(&mut self, start: StartEndpoint) {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some((pid, child)) = self.children.iter_mut().find(|(_, c)| c.name == start.name) {
+            tracing::info!(
+                "User endpoint {} is already running (pid: {pid}); caching arguments in case \
+                 it's about to shut down",
+                start.name
+            );
+            child.cached = Some((Instant::now(), start));
+            return;
+        }
+        let ctx = Context {
+            endpoint_dir: &self.opts.endpoint_dir,
+            config: &self.opts.config,
+            compute_dir: &self.opts.compute_dir,
+            base_env: &self.base_env,
+            mep_pid: std::process::id(),
+        };
+        let user = command::display(&start.globus_username);
+        let fail = |e: uep::PrepareError| {
+            let text = format!("Unable to start user endpoint process for {user} {e}");
+            tracing::error!("{text}");
+            send_failure_notice(&start.amqp_creds, text);
+        };
+        let prepared = match uep::prepare(&ctx, &start) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
+        let log = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&prepared.log_path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return fail(uep::PrepareError {
+                    code: 79,
+                    kind: "OSError".into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let log2 = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                return fail(uep::PrepareError {
+                    code: 80,
+                    kind: "OSError".into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut cmd = tokio::process::Command::new(&self.opts.child_program);
+        cmd.arg0("globus-compute-endpoint")
+            .args(&prepared.args)
+            .env_clear()
+            .envs(&prepared.env)
+            .current_dir(&prepared.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .process_group(0);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(uep::PrepareError {
+                    code: 83,
+                    kind: "FileNotFoundError".into(),
+                    message: format!("{e}: {}", self.opts.child_program.display()),
+                });
+            }
+        };
+        let Some(pid) = child.id() else {
+            return;
+        };
+        let describe = format!(
+            "({user}, {}) globus-compute-endpoint {}",
+            start.name,
+            prepared.args.join(" ")
+        );
+        tracing::info!("Creating new user endpoint (pid: {pid}) [{describe}]");
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Err(e) = stdin.write_all(&prepared.stdin).await {
+                tracing::error!("Unable to write the stdin document of pid {pid}: {e}");
+            }
+            drop(stdin);
+        }
+        let exits = self.exits.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = exits.send((pid, status));
+        });
+        self.children.insert(
+            pid,
+            Child {
+                name: start.name.clone(),
+                describe,
+                cached: None,
+            },
+        );
+        tracing::info!(
+            "Command process successfully forked for '{user}' (Globus effective identity: {}).",
+            command::display(&start.globus_effective_identity)
+        );
+    }
+
+    async fn reaped(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
+        use std::os::unix::process::ExitStatusExt;
+        let Some(child) = self.children.remove(&pid) else {
+            return;
+        };
+        let args = &child.describe;
+        let code = status.as_ref().ok().and_then(ExitStatus::code);
+        match &status {
+            Ok(s) if s.code() == Some(0) => {
+                tracing::info!("Command stopped normally ({pid}) [{args}]")
+            }
+            Ok(s) if s.code().is_some() => tracing::warn!(
+                "Command return code: {} ({pid}) [{args}]",
+                s.code().unwrap_or_default()
+            ),
+            Ok(s) if s.signal().is_some() => tracing::warn!(
+                "Command terminated by signal: {} ({pid}) [{args}]",
+                s.signal().unwrap_or_default()
+            ),
+            _ => tracing::warn!("Command unknown return code: ({pid}) [{args}]"),
+        }
+        let grace = Duration::from_secs_f64(
+            self.opts
+                .config
+                .mu_child_ep_grace_period_s
+                .clamp(0.0, 1.0e9),
+        );
+        if code == Some(0) && !self.stopping {
+            if let Some((at, start)) = child.cached {
+                if at.elapsed() < grace {
+                    tracing::info!(
+                        "User EP stopped within grace period; using cached arguments to start a \
+                         new instance (name: {})",
+                        child.name
+                    );
+                    Box::pin(self.start(start)).await;
+                }
+            }
+        }
+    }
+
+    async fn stop_children(
+        &mut self,
+        exits: &mut mpsc::UnboundedReceiver<(u32, std::io::Result<ExitStatus>)>,
+    ) {
+        use nix::sys::signal::{Signal, kill, killpg};
+        use nix::unistd::Pid;
+        for (pid, child) in &self.children {
+            tracing::info!(
+                "Signaling shutdown of user endpoint (PID: {pid}) [{}]",
+                child.describe
+            );
+            if let Ok(raw) = i32::try_from(*pid) {
+                let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+            }
+        }
+        for signal in [None, Some(Signal::SIGKILL)] {
+            if let Some(sig) = signal {
+                for (pid, child) in &self.children {
+                    tracing::info!(
+                        "Forcibly killing user endpoint (PID: {pid}) [{}]",
+                        child.describe
+                    );
+                    if let Ok(raw) = i32::try_from(*pid) {
+                        let _ = killpg(Pid::from_raw(raw), sig);
+                    }
+                }
+            }
+            let deadline = tokio::time::Instant::now() + CHILD_WAIT;
+            while !self.children.is_empty() {
+                match tokio::time::timeout_at(deadline, exits.recv()).await {
+                    Ok(Some((pid, status))) => self.reaped(pid, status).await,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if self.children.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_period_is_clamped_and_keeps_its_number_type() {
+        assert_eq!(period_value(Number::Int(30)).0, Value::from(30));
+        assert_eq!(period_value(Number::Int(2)).0, Value::from(5));
+        assert_eq!(period_value(Number::Float(5.0)).0, Value::from(5.0));
+        assert_eq!(
+            period_value(Number::Float(7.5)).1,
+            Duration::from_secs_f64(7.5)
+        );
+    }
+
+    #[test]
+    fn final_heartbeat_bytes() {
+        let id = uuid::Uuid::parse_str("11111111-2222-4333-8444-555555555555").unwrap();
+        assert_eq!(
+            status_report(id, Value::from(0)),
+            b"\x01{\"message_type\":\"ep_status_report\",\"data\":{\"endpoint_id\":\
+              \"11111111-2222-4333-8444-555555555555\",\"global_state\":{\"heartbeat_period\":0},\
+              \"task_statuses\":{}}}"
+                .to_vec()
+        );
+    }
+}

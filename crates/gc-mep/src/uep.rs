@@ -1,0 +1,302 @@
+//! Preparing a user endpoint process for an accepted start command, unprivileged path
+//! (PROTOCOL-ENDPOINT §5, ENDPOINT §4.5): environment, rendered configuration, argv, UEP
+//! directory and the stdin document. Failures carry upstream's same-user exit-code rung.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gc_config::CoreEndpointConfig;
+use gc_config::template::{self, RenderInputs};
+use gc_wire::mep_command::StartEndpoint;
+use gc_wire::uep_stdin::{EpInfo, MAX_LEN_DEFAULT_PIPE, UepStdin};
+use serde_json::{Value, json};
+
+/// Everything needed to exec the UEP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// argv after the program (`_start-user-endpoint <name> <args…>` or the legacy form).
+    pub args: Vec<String>,
+    /// The complete environment of the child.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// The UEP directory.
+    pub uep_dir: PathBuf,
+    /// `<uep dir>/endpoint.log`: the child's stdout and stderr.
+    pub log_path: PathBuf,
+    /// The stdin document (§5.4).
+    pub stdin: Vec<u8>,
+}
+
+/// A failed preparation: the rung of §5.5 (same user) and the Python-style exception.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("[exit code: {code}; ({kind}) {message}]")]
+pub struct PrepareError {
+    /// Upstream's exit status for the failed step.
+    pub code: i32,
+    /// Exception class name shown to the user.
+    pub kind: String,
+    /// Exception text.
+    pub message: String,
+}
+
+fn fail(code: i32, kind: &str, message: impl Into<String>) -> PrepareError {
+    PrepareError {
+        code,
+        kind: kind.into(),
+        message: message.into(),
+    }
+}
+
+/// The MEP-side facts a preparation needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The MEP directory (template, schema, `user_environment.yaml`).
+    pub endpoint_dir: &'a Path,
+    /// The MEP configuration.
+    pub config: &'a CoreEndpointConfig,
+    /// Where UEP directories are created (`$GLOBUS_COMPUTE_USER_DIR` or `~/.globus_compute`).
+    pub compute_dir: &'a Path,
+    /// The MEP's environment (inherited whole by the UEP on the unprivileged path).
+    pub base_env: &'a BTreeMap<String, String>,
+    /// The MEP's pid (`ep_info.posix_ppid`).
+    pub mep_pid: u32,
+}
+
+/// The current user's passwd entry as `_GC.mapped_identity` (`globus.id` is null without
+/// identity mapping), and the user's name and home directory.
+fn current_user() -> (Value, String, PathBuf) {
+    use nix::unistd::{User, getgrouplist, getuid};
+    let Some(user) = User::from_uid(getuid()).ok().flatten() else {
+        return (
+            json!({"local": {}, "globus": {"id": null}}),
+            String::new(),
+            PathBuf::from("/"),
+        );
+    };
+    let groups: Vec<u32> = std::ffi::CString::new(user.name.clone())
+        .ok()
+        .and_then(|name| getgrouplist(&name, user.gid).ok())
+        .map(|g| g.iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|| vec![user.gid.as_raw()]);
+    let identity = json!({
+        "local": {
+            "uname": user.name,
+            "uid": user.uid.as_raw(),
+            "gid": user.gid.as_raw(),
+            "gecos": user.gecos.to_string_lossy(),
+            "shell": user.shell.to_string_lossy(),
+            "dir": user.dir.to_string_lossy(),
+            "groups": groups,
+        },
+        "globus": {"id": null},
+    });
+    let home = if user.dir.is_dir() {
+        user.dir.clone()
+    } else {
+        PathBuf::from("/")
+    };
+    (identity, user.name, home)
+}
+
+/// `release` of a PEP 440 version as numbers (`"4.9.0"` → `[4, 9, 0]`); `None` if it does
+/// not start with a number.
+fn release(version: &str) -> Option<Vec<u64>> {
+    let v = version.trim().trim_start_matches(['v', 'V']);
+    let mut out = Vec::new();
+    for part in v.split('.') {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            break;
+        }
+        out.push(digits.parse().ok()?);
+        if digits.len() != part.len() {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    // PEP 440 compares releases padded with zeros (4.10 == 4.10.0).
+    while out.len() < 3 {
+        out.push(0);
+    }
+    Some(out)
+}
+
+fn raw_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Does the work of the forked child up to `exec` (ENDPOINT §4.5 child steps 2–17).
+pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, PrepareError> {
+    // Step 2: template and schema.
+    let cfg = ctx.config;
+    let (template_text, template_path) =
+        template::read_user_config_template(&cfg.template_path(ctx.endpoint_dir))
+            .map_err(|e| fail(70, "FileNotFoundError", e.to_string()))?;
+    let schema = template::read_user_config_schema(&cfg.schema_path(ctx.endpoint_dir))
+        .map_err(|e| fail(70, "ValueError", e.to_string()))?;
+
+    // Step 4: user_environment.yaml merged into the inherited environment.
+    let mut env = ctx.base_env.clone();
+    let env_file = ctx.endpoint_dir.join("user_environment.yaml");
+    if let Ok(text) = std::fs::read_to_string(&env_file) {
+        match gc_config::user_env::load_user_environment(&text, &env_file.display().to_string()) {
+            Ok(vars) if vars.is_empty() => {
+                tracing::info!("No variables parsed from: {}", env_file.display())
+            }
+            Ok(vars) => env.extend(vars),
+            Err(e) => tracing::warn!(
+                "Using only default environment variables as no variables read from \
+                 environment file.  Is it a valid YAML file?  (Hint: the `yq` command line \
+                 utility may be helpful.)  {e}"
+            ),
+        }
+    }
+
+    // Steps 5 and 8: defaults, set only if absent.
+    let (mapped_identity, user, home) = current_user();
+    let mut set_default = |k: &str, v: String| {
+        env.entry(k.to_string()).or_insert(v);
+    };
+    set_default("HOME", home.display().to_string());
+    set_default("USER", user.clone());
+    set_default("PATH", "/usr/local/bin:/usr/bin:/bin".into());
+    set_default("GLOBUS_COMPUTE_ENDPOINT_NAME", start.name.clone());
+
+    // Step 9: render.
+    let user_opts = Value::Object(start.user_opts.clone());
+    let user_runtime = Value::Object(start.user_runtime.clone());
+    let rendered = template::render_user_config(&RenderInputs {
+        template: &template_text,
+        template_dir: template_path.parent(),
+        schema: schema.as_ref(),
+        user_opts: &user_opts,
+        user_runtime: &user_runtime,
+        parent_config: cfg,
+        mapped_identity: &mapped_identity,
+        env: &env,
+    })
+    .and_then(|text| template::apply_high_assurance(&text, cfg.base.high_assurance))
+    .map_err(|e| fail(73, e.python_type(), e.to_string()))?;
+    if let Some(v) = start
+        .user_runtime
+        .get("python")
+        .and_then(|p| p.get("version"))
+    {
+        env.entry("GC_USER_PYTHON_VERSION".into())
+            .or_insert_with(|| raw_text(v));
+    }
+    let mut args = vec!["_start-user-endpoint".to_string(), start.name.clone()];
+    args.extend(start.args.iter().cloned());
+    if let Some(v) = start.user_runtime.get("globus_compute_sdk_version") {
+        let text = raw_text(v);
+        env.entry("GC_USER_SDK_VERSION".into())
+            .or_insert_with(|| text.clone());
+        let rel = release(&text)
+            .ok_or_else(|| fail(73, "InvalidVersion", format!("Invalid version: '{text}'")))?;
+        if rel < vec![4, 10, 0] {
+            args = vec!["start".to_string(), start.name.clone()];
+            args.extend(start.args.iter().cloned());
+            args.push("--die-with-parent".into());
+        }
+    }
+    let cwd = env
+        .get("CWD")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or(home);
+    env.insert("CWD".into(), cwd.display().to_string());
+
+    // Step 11: parse the rendered YAML, create the UEP directory, build stdin.
+    let uep = gc_config::UserEndpointConfig::from_yaml(&rendered, "<rendered user config>")
+        .map_err(|e| fail(75, "ValueError", e.to_string()))?;
+    let expand = |raw: &str| {
+        PathBuf::from(gc_config::expand_path(
+            raw,
+            &env.get("HOME").cloned().unwrap_or_default(),
+            |k| env.get(k).cloned(),
+        ))
+    };
+    let paths = uep.paths.clone().unwrap_or_default();
+    let uep_dir = paths
+        .endpoint_dir
+        .as_deref()
+        .map(expand)
+        .unwrap_or_else(|| ctx.compute_dir.join(&start.name));
+    let log_path = paths
+        .endpoint_log
+        .as_deref()
+        .map(expand)
+        .unwrap_or_else(|| uep_dir.join("endpoint.log"));
+    create_private_dir(&uep_dir).map_err(|e| fail(75, "OSError", e.to_string()))?;
+    env.insert(
+        "GLOBUS_COMPUTE_ENDPOINT_DIR".into(),
+        uep_dir.display().to_string(),
+    );
+    env.insert(
+        "GLOBUS_COMPUTE_LOG_PATH".into(),
+        log_path.display().to_string(),
+    );
+    let stdin = UepStdin {
+        amqp_creds: Some(start.amqp_creds.clone()),
+        config: rendered,
+        ep_info: EpInfo {
+            posix_ppid: i64::from(ctx.mep_pid),
+            globus_candidate_identities: None,
+            globus_matched_identity: None,
+            other: Default::default(),
+        },
+        mem_fd: None,
+        enckey: None,
+        allowed_functions: cfg.base.allowed_functions.clone(),
+        audit_fd: None,
+    }
+    .to_bytes();
+    // Step 13: it must fit the pipe.
+    if stdin.len() > MAX_LEN_DEFAULT_PIPE {
+        return Err(fail(
+            77,
+            "ValueError",
+            format!(
+                "Unable to write {} bytes of data to stdin; the maximum allowed is {} bytes",
+                stdin.len(),
+                MAX_LEN_DEFAULT_PIPE
+            ),
+        ));
+    }
+    Ok(Prepared {
+        args,
+        env,
+        cwd,
+        uep_dir,
+        log_path,
+        stdin,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_parsing() {
+        assert_eq!(release("4.9.0"), Some(vec![4, 9, 0]));
+        assert_eq!(release("4.19.0rc1"), Some(vec![4, 19, 0]));
+        assert_eq!(release("not a version"), None);
+        assert!(release("4.9.0").unwrap() < vec![4, 10, 0]);
+        assert_eq!(release("4.10"), Some(vec![4, 10, 0]));
+    }
+}
