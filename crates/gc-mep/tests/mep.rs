@@ -1,0 +1,426 @@
+//! The MEP runtime against the real self-hosted service (`gc-service` binary on a free
+//! loopback port, temp SQLite database) and the real RabbitMQ at 127.0.0.1:5672.
+//!
+//! Needs the service binary: `cargo build -p gc-service` (same target directory).
+//!
+//! The user endpoint program is a small shell script that records its argv, environment,
+//! working directory and stdin and exits 0: it stands in for `globus-compute-endpoint
+//! _start-user-endpoint`, whose wiring to the UEP runtime is not done yet.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gc_broker::{
+    AmqpUrl, BasicProperties, PublishKwargs, PublishTarget, Publisher, PublisherOptions,
+};
+use gc_mep::{ClientCredentials, MepOptions, RegisterInputs, ServiceUrls, StopCause};
+use serde_json::{Value, json};
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2F";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The gc-service binary next to this test's `deps` directory.
+fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("gc-service");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p gc-service` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    client_id: String,
+    client_secret: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start_service(dir: &Path) -> Service {
+    let bin = service_binary();
+    let db = format!("sqlite://{}", dir.join("svc.db").display());
+    let out = Command::new(&bin)
+        .args(["client", "create", "--name", "mep-test", "--json"])
+        .env("GCRS_DATABASE_URL", &db)
+        .output()
+        .expect("client create");
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).expect("client json");
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("service.log")).expect("log");
+    let child = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--amqp-url",
+            AMQP,
+            "--uep-start-timeout",
+            "5",
+        ])
+        .env("GCRS_DATABASE_URL", &db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("serve");
+    Service {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        client_id: created["client_id"].as_str().expect("id").into(),
+        client_secret: created["client_secret"].as_str().expect("secret").into(),
+    }
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, failing after [`WAIT`].
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const TEMPLATE: &str =
+    "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: {{ workers }}\n";
+const SCHEMA: &str = r#"{"type": "object", "properties": {"workers": {"type": "integer"}}}"#;
+
+fn recorder_script(dir: &Path, records: &Path) -> PathBuf {
+    let script = dir.join("record-uep.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\nprintf '%s\\n' \"$@\" > \"$d/argv\"\n\
+             env > \"$d/env\"\npwd > \"$d/cwd\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n",
+            records.display()
+        ),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+/// Every finished recording: (argv, env, stdin).
+fn recordings(records: &Path) -> Vec<(Vec<String>, BTreeMap<String, String>, Value)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(records) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let d = e.path();
+        if !d.join("done").exists() {
+            continue;
+        }
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+        let argv = read("argv").lines().map(str::to_string).collect();
+        let env = read("env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stdin = serde_json::from_str(&read("stdin")).unwrap_or(Value::Null);
+        out.push((argv, env, stdin));
+    }
+    out
+}
+
+async fn token(http: &reqwest::Client, svc: &Service) -> String {
+    let t: Value = http
+        .post(format!("{}/auth/v2/oauth2/token", svc.base))
+        .basic_auth(&svc.client_id, Some(&svc.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", gc_wire::rest::COMPUTE_SCOPE),
+        ])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+    t["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Publishes one message straight onto the MEP's command queue.
+async fn forge(queue_info: &Value, properties: BasicProperties, body: &Value) {
+    let queue = queue_info["queue"].as_str().expect("queue").to_string();
+    let target = PublishTarget {
+        url: AmqpUrl::parse(queue_info["connection_url"].as_str().expect("url")).expect("url"),
+        exchange: String::new(),
+        queue: queue.clone(),
+        kwargs: PublishKwargs {
+            exchange: String::new(),
+            routing_key: queue,
+            mandatory: true,
+            properties,
+        },
+    };
+    let publisher = Publisher::start(target, PublisherOptions::default());
+    publisher
+        .publish_confirmed(serde_json::to_vec(body).expect("json"))
+        .await
+        .expect("forged publish");
+    publisher.close().await;
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let svc = start_service(tmp.path());
+    let compute_dir = tmp.path().join("compute");
+    let ep_dir = compute_dir.join("mep1");
+    std::fs::create_dir_all(&ep_dir).expect("ep dir");
+    std::fs::write(ep_dir.join("config.yaml"), "heartbeat_period: 5\n").expect("config");
+    std::fs::write(ep_dir.join("user_config_template.yaml.j2"), TEMPLATE).expect("template");
+    std::fs::write(ep_dir.join("user_config_schema.json"), SCHEMA).expect("schema");
+    std::fs::write(ep_dir.join("user_environment.yaml"), "SITE_VAR: 42\n").expect("user env");
+    let records = tmp.path().join("records");
+    let script = recorder_script(tmp.path(), &records);
+
+    let config = gc_config::CoreEndpointConfig::from_file(
+        &ep_dir.join("config.yaml"),
+        gc_config::LoadOptions::default(),
+    )
+    .expect("config");
+    let urls = ServiceUrls {
+        compute: svc.base.clone(),
+        auth: format!("{}/auth/", svc.base),
+    };
+    let credentials = ClientCredentials {
+        client_id: svc.client_id.clone(),
+        client_secret: svc.client_secret.clone(),
+    };
+    let http = reqwest::Client::new();
+    // The service may need a moment to listen.
+    wait_for("the service", || async {
+        http.get(format!("{}/v2/version", svc.base))
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+
+    // 1. Registration writes endpoint.json; a second start re-registers (PUT) the same id.
+    let inputs = RegisterInputs {
+        endpoint_dir: &ep_dir,
+        name: "mep1",
+        config: &config,
+        endpoint_uuid: None,
+        urls: &urls,
+        credentials: &credentials,
+        python_version: "3.11.2",
+    };
+    let reg = gc_mep::register(&inputs).await.expect("register");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(ep_dir.join("endpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved, json!({"endpoint_id": reg.endpoint_id}));
+    let again = gc_mep::register(&inputs).await.expect("re-register");
+    assert_eq!(again.endpoint_id, reg.endpoint_id);
+    assert!(
+        reg.identity_set.contains(&svc.client_id),
+        "{:?}",
+        reg.identity_set
+    );
+
+    // 2. Run the MEP in-process.
+    let mut options = MepOptions::new("mep1", ep_dir.clone(), config).expect("options");
+    options.compute_dir = compute_dir.clone();
+    options.child_program = script;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mep = tokio::spawn(gc_mep::run(options, reg.clone(), async {
+        let _ = stop_rx.await;
+    }));
+
+    let bearer = token(&http, &svc).await;
+    let ep_id = reg.endpoint_id.clone();
+    let status = || async {
+        let v: Value = http
+            .get(format!("{}/v2/endpoints/{ep_id}/status", svc.base))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(v["status"].as_str()?.to_string())
+    };
+    wait_for("the first heartbeat", || async {
+        (status().await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+
+    // 3. Forged commands start nothing: wrong content type, stale timestamp, missing keys.
+    let creds = json!({
+        "endpoint_id": "99999999-3333-4444-8555-666666666666",
+        "heartbeat_queue_info": reg.heartbeat_queue_info,
+    });
+    let command = json!({
+        "command": "cmd_start_endpoint", "globus_username": "me",
+        "globus_effective_identity": svc.client_id,
+        "globus_identity_set": [{"sub": svc.client_id}],
+        "args": [], "kwargs": {"name": "uep.forged", "user_opts": {"workers": 1}, "amqp_creds": creds},
+    });
+    let props = || BasicProperties::default().with_content_type("application/json".into());
+    forge(
+        &reg.command_queue_info,
+        BasicProperties::default()
+            .with_content_type("text/plain".into())
+            .with_timestamp(now()),
+        &command,
+    )
+    .await;
+    forge(
+        &reg.command_queue_info,
+        props().with_timestamp(now() - 3600),
+        &command,
+    )
+    .await;
+    let mut missing = command.clone();
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("globus_identity_set");
+    forge(
+        &reg.command_queue_info,
+        props().with_timestamp(now()),
+        &missing,
+    )
+    .await;
+
+    // 4. A submit makes the service publish a start command; the MEP spawns the UEP.
+    let function: Value = http
+        .post(format!("{}/v3/functions", svc.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"function_name": "f", "function_code": "code"}))
+        .send()
+        .await
+        .expect("function")
+        .json()
+        .await
+        .expect("function json");
+    let fid = function["function_uuid"]
+        .as_str()
+        .expect("function_uuid")
+        .to_string();
+    let submit = |opts: Value| {
+        let req = http
+            .post(format!("{}/v3/endpoints/{ep_id}/submit", svc.base))
+            .bearer_auth(&bearer)
+            .json(&json!({
+                "create_queue": true,
+                "tasks": {fid.clone(): ["payload"]},
+                "user_endpoint_config": opts,
+                "user_runtime": {"python": {"version": "3.11.2"}, "globus_compute_sdk_version": "4.19.0"},
+            }));
+        async move { req.send().await.expect("submit") }
+    };
+    let first = tokio::spawn(submit(json!({"workers": 2})));
+    let recs = wait_for("the user endpoint", || async {
+        let r = recordings(&records);
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        recs.len(),
+        1,
+        "forged commands must start nothing: {recs:?}"
+    );
+    let (argv, env, stdin) = &recs[0];
+    assert_eq!(argv.len(), 2, "{argv:?}");
+    assert_eq!(argv[0], "_start-user-endpoint");
+    let name = &argv[1];
+    assert!(name.starts_with(&format!("uep.{ep_id}.")), "{name}");
+    let uep_dir = compute_dir.join(name);
+    assert!(uep_dir.is_dir());
+    assert_eq!(env["GLOBUS_COMPUTE_ENDPOINT_NAME"], *name);
+    assert_eq!(
+        env["GLOBUS_COMPUTE_ENDPOINT_DIR"],
+        uep_dir.display().to_string()
+    );
+    assert_eq!(
+        env["GLOBUS_COMPUTE_LOG_PATH"],
+        uep_dir.join("endpoint.log").display().to_string()
+    );
+    assert_eq!(env["GC_USER_PYTHON_VERSION"], "3.11.2");
+    assert_eq!(env["GC_USER_SDK_VERSION"], "4.19.0");
+    assert_eq!(env["SITE_VAR"], "42");
+    assert!(env.contains_key("CWD"));
+    assert_eq!(
+        stdin["config"],
+        "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2"
+    );
+    assert_eq!(stdin["ep_info"], json!({"posix_ppid": std::process::id()}));
+    let uep_id = stdin["amqp_creds"]["endpoint_id"].as_str().expect("uep id");
+    assert!(name.ends_with(uep_id), "{name} / {uep_id}");
+    assert!(stdin["amqp_creds"]["task_queue_info"]["queue"].is_string());
+    assert!(stdin.get("allowed_functions").is_none());
+    let first = first.await.expect("submit task");
+    assert!(first.status().is_success(), "{:?}", first.text().await);
+
+    // 5. A template failure (schema violation) becomes a failure notice on the UEP's heartbeat
+    //    routing; the service turns it into a 422 for the waiting submit.
+    let failed = submit(json!({"workers": "many"})).await;
+    assert_eq!(failed.status().as_u16(), 422);
+    let text = failed.text().await.expect("body");
+    assert!(
+        text.contains("Unable to start user endpoint process for")
+            && text.contains("exit code: 73"),
+        "{text}"
+    );
+    assert_eq!(recordings(&records).len(), 1);
+
+    // 6. Shutdown: final heartbeat (heartbeat_period 0) turns the endpoint offline.
+    stop_tx.send(()).expect("stop");
+    let cause = tokio::time::timeout(WAIT, mep)
+        .await
+        .expect("shutdown")
+        .expect("join");
+    assert_eq!(cause.expect("run"), StopCause::Requested);
+    wait_for("offline", || async {
+        (status().await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+}
