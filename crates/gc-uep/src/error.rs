@@ -1,0 +1,45 @@
+//! Errors of the UEP runtime.
+//!
+//! The rule: a [`UepError`] means the UEP could not start or had to stop abnormally; each
+//! maps to upstream's exit status ([`UepError::exit_code`], ENDPOINT.md §5.6). Anything that
+//! goes wrong with a single task becomes an error *result* instead, never a `UepError`.
+
+use gc_broker::{ConfigError, StoreError};
+use gc_engine::EngineError;
+
+/// Why the UEP could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum UepError {
+    /// `amqp_creds` lacks a required key (upstream: `Invalid credential structure: <key>`).
+    #[error("Invalid credential structure: {0}")]
+    InvalidCredentials(String),
+    /// A queue info or `connection_url` cannot be used.
+    #[error("invalid AMQP queue information: {0}")]
+    QueueInfo(#[from] ConfigError),
+    /// A configuration value this runtime cannot honour.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Only the pool engines run in this runtime.
+    #[error("engine type {0} is not supported by this user endpoint runtime")]
+    UnsupportedEngine(String),
+    /// The unacked-result store could not be opened.
+    #[error("Failed to initialize the result storage.  ({0})")]
+    Store(#[from] StoreError),
+    /// The engine refused to start.
+    #[error("engine failed to start: {0}")]
+    Engine(#[from] EngineError),
+    /// Installing signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+impl UepError {
+    /// The process exit status upstream uses for this failure (ENDPOINT.md §5.6).
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            UepError::InvalidCredentials(_) => 65,
+            _ => 1,
+        }
+    }
+}

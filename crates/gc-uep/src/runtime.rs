@@ -1,0 +1,479 @@
+//! The UEP main loop (ENDPOINT.md §5.2–5.5, PROTOCOL-ENDPOINT §6.2, §6.3, §7).
+//!
+//! Three kinds of work run concurrently:
+//!
+//! * the main loop: takes deliveries from the task queue, decides (`task::decide`), hands
+//!   tasks to the engine and reports the hand-off for acknowledgement; sends heartbeats and
+//!   evaluates idle shutdown; watches the parent process and the shutdown signal;
+//! * one small forwarder per running task: awaits the engine's result and passes it on;
+//! * the result loop: owns the result [`Publisher`], publishes every result with a pipelined
+//!   confirm, counts confirmed results, writes any result that fails to the
+//!   [`UnackedStore`] and re-publishes stored results at start, after every reconnect and on
+//!   every heartbeat while any remain.
+//!
+//! Differences from upstream, on purpose: acknowledgement is driven by gc-broker, which acks
+//! only deliveries it was told about, so a delivery that gets an immediate answer (refused
+//! function, unusable headers) is handed off once its answer is queued instead of waiting for
+//! a later task's `multiple` ack (upstream acks it implicitly that way, or redelivers it on
+//! exit, producing the same error result twice). A graceful stop lets every task already
+//! accepted finish and publishes (or stores) its result before the final heartbeat; upstream
+//! stores those results for the next start.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gc_broker::{
+    BrokerError, Confirm, PublishError, Publisher, PublisherOptions, StopReason, Subscriber,
+    SubscriberOptions, UnackedStore,
+};
+use gc_config::UserEndpointConfig;
+use gc_engine::{Engine, TaskHandle};
+use gc_wire::messagepack::{Message, TaskResult, pack};
+use gc_wire::uep_stdin::UepStdin;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::error::UepError;
+use crate::heartbeat;
+use crate::idle::{IdleTracker, IdleVerdict};
+use crate::settings::{Settings, UepOptions};
+use crate::task::{self, Decision};
+
+/// How long the final heartbeat may take (upstream: 5 s).
+const FINAL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the parent pid is checked (upstream: 1 s).
+const PARENT_POLL: Duration = Duration::from_secs(1);
+
+/// Why a UEP run ended normally; every one of these exits with status 0 (ENDPOINT.md §5.6).
+#[derive(Debug, Clone)]
+pub enum Stopped {
+    /// `idle_heartbeats_soft` reached.
+    IdleSoft,
+    /// `idle_heartbeats_hard` exceeded.
+    IdleHard,
+    /// The shutdown future completed (a termination signal).
+    Requested,
+    /// The parent (MEP) went away.
+    ParentGone,
+    /// At start the parent was not `ep_info.posix_ppid`.
+    NotParent,
+    /// The task subscriber or a publisher gave up (§3.7), e.g. authentication refused.
+    Broker(StopReason),
+}
+
+/// Task and result totals, for heartbeats' idle logic.
+#[derive(Debug, Default)]
+struct Totals {
+    tasks: AtomicU64,
+    results: AtomicU64,
+}
+
+/// Runs a user endpoint until it stops: idle shutdown, `shutdown` completing (pass
+/// [`crate::termination_signals`] in production), the parent going away, or the broker
+/// connection giving up. Must be called inside a multi-threaded tokio runtime.
+pub async fn run(
+    stdin: &UepStdin,
+    config: &UserEndpointConfig,
+    options: UepOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stopped, UepError> {
+    let settings = Settings::new(stdin, config, options.worker)?;
+    let store = UnackedStore::open(&options.endpoint_dir)?;
+    let uep_id = settings.uep_id;
+    let ep_info = heartbeat::extended_ep_info(settings.ep_info.clone(), &settings.config_raw);
+    tracing::info!("Initializing EndpointInterchange process with Endpoint ID: {uep_id}");
+
+    let ppid = stdin.ep_info.posix_ppid;
+    if ppid > 0 && i64::from(std::os::unix::process::parent_id()) != ppid {
+        tracing::warn!("Pid {ppid} not parent; refusing to start");
+        return Ok(Stopped::NotParent);
+    }
+    tracing::info!("Starting EndpointInterchange");
+    tracing::info!("Starting Engine");
+    let engine = Engine::start(settings.pool.clone(), Some(uep_id), &options.endpoint_dir)?;
+
+    let totals = Arc::new(Totals::default());
+    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StopReason>>(None);
+    let (result_tx, result_rx) = mpsc::unbounded_channel();
+    let results = ResultLoop {
+        publisher: Publisher::start(settings.results.clone(), PublisherOptions::default()),
+        store: store.clone(),
+        totals: Arc::clone(&totals),
+        fatal: fatal_tx.clone(),
+        republishing: Arc::new(Mutex::new(HashSet::new())),
+        confirms: JoinSet::new(),
+    };
+    let (republish_tx, republish_rx) = mpsc::unbounded_channel();
+    let result_loop = tokio::spawn(results.run(result_rx, republish_rx));
+    let heartbeats = Publisher::start(settings.heartbeats.clone(), PublisherOptions::default());
+    let mut subscriber = Subscriber::start(
+        settings.tasks.clone(),
+        SubscriberOptions {
+            exclusive: true,
+            ..SubscriberOptions::default()
+        },
+    );
+
+    let send_heartbeat = |active: bool| {
+        heartbeat::report(
+            uep_id,
+            &engine.status(),
+            &ep_info,
+            settings.heartbeat_period,
+            active,
+        )
+    };
+    spawn_heartbeat(&heartbeats, send_heartbeat(true), &fatal_tx).await;
+
+    let period = settings.heartbeat_interval();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut parent_ticks = tokio::time::interval(PARENT_POLL);
+    let mut idle = IdleTracker::new(settings.idle_soft, settings.idle_hard);
+    let mut forwarders = JoinSet::new();
+    let (mut last_t, mut last_r) = (0, 0);
+    tokio::pin!(shutdown);
+
+    let stopped = loop {
+        tokio::select! {
+            () = &mut shutdown => break Stopped::Requested,
+            delivery = subscriber.next() => match delivery {
+                Ok(d) => {
+                    totals.tasks.fetch_add(1, Ordering::SeqCst);
+                    let token = d.token;
+                    match task::decide(d.headers(), &d.body, uep_id, settings.allowed_functions.as_ref()) {
+                        Decision::Drop(why) => {
+                            tracing::error!("Unhandled error processing incoming task: {why}");
+                            subscriber.handed_off(token);
+                        }
+                        Decision::Answer(result) => {
+                            tracing::warn!(task_id = %result.task_id, "{}", result.data);
+                            queue_result(&result_tx, &store, &result);
+                            subscriber.handed_off(token);
+                        }
+                        Decision::Run(request) => {
+                            let task_id = request.task_id;
+                            match engine.submit(request) {
+                                Ok(handle) => {
+                                    subscriber.handed_off(token);
+                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone()));
+                                }
+                                Err(e) => {
+                                    // Not acknowledged: the broker redelivers it later.
+                                    tracing::error!(%task_id, "Failed to process task {task_id}: {e}");
+                                    queue_result(&result_tx, &store, &task::failed_to_start(task_id, &e.to_string()));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(BrokerError::Stopped(reason)) => break Stopped::Broker(reason),
+                Err(e) => break Stopped::Broker(StopReason::TaskFailed(e.to_string())),
+            },
+            _ = ticks.tick() => {
+                let t = totals.tasks.load(Ordering::SeqCst);
+                let r = totals.results.load(Ordering::SeqCst);
+                tracing::debug!(
+                    "Heartbeat.  Approximate Tasks received and Results forwarded since last heartbeat: {} (T), {} (R)",
+                    t - last_t, r.saturating_sub(last_r)
+                );
+                (last_t, last_r) = (t, r);
+                spawn_heartbeat(&heartbeats, send_heartbeat(true), &fatal_tx).await;
+                let _ = republish_tx.send(());
+                match idle.tick(t, r, settings.heartbeat_period) {
+                    IdleVerdict::Continue => {}
+                    IdleVerdict::SoftLimit => break Stopped::IdleSoft,
+                    IdleVerdict::HardLimit => break Stopped::IdleHard,
+                }
+            }
+            _ = parent_ticks.tick(), if ppid > 0 => {
+                if i64::from(std::os::unix::process::parent_id()) != ppid {
+                    tracing::warn!("Parent ({ppid}) has gone away; initiating shut down");
+                    break Stopped::ParentGone;
+                }
+            }
+            Ok(()) = fatal_rx.changed() => {
+                let reason = fatal_rx.borrow_and_update().clone();
+                if let Some(reason) = reason {
+                    tracing::error!("AMQP publisher stopped: {reason}");
+                    break Stopped::Broker(reason);
+                }
+            }
+            Some(joined) = forwarders.join_next() => {
+                if let Err(e) = joined {
+                    tracing::error!("result forwarder failed: {e}");
+                }
+            }
+        }
+    };
+
+    tracing::info!("Shutting down EndpointInterchange");
+    // Stop taking tasks; deliveries not handed off go back to the queue.
+    subscriber.close().await;
+    // Finish what was accepted and pass every result on.
+    let status = engine.status();
+    let outstanding = status.pending_tasks + status.running_tasks;
+    if outstanding > 0 {
+        tracing::info!("Waiting for {outstanding} accepted task(s) to finish");
+    }
+    engine.shutdown().await;
+    let final_status = status_after_shutdown(status);
+    while let Some(joined) = forwarders.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!("result forwarder failed: {e}");
+        }
+    }
+    drop(result_tx);
+    drop(republish_tx);
+    if let Err(e) = result_loop.await {
+        tracing::error!("result loop failed: {e}");
+    }
+    let last = heartbeat::report(
+        uep_id,
+        &final_status,
+        &ep_info,
+        settings.heartbeat_period,
+        false,
+    );
+    let sent = tokio::time::timeout(FINAL_HEARTBEAT_TIMEOUT, async {
+        heartbeats.publish_confirmed(last).await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("Unable to send final heartbeat: {e}"),
+        Err(_) => tracing::warn!("Unable to send final heartbeat (timeout sending)"),
+    }
+    if tokio::time::timeout(FINAL_HEARTBEAT_TIMEOUT, heartbeats.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("heartbeat connection did not close in time");
+    }
+    tracing::info!("EndpointInterchange shutdown complete.");
+    Ok(stopped)
+}
+
+/// The engine's counters once it has finished everything.
+fn status_after_shutdown(mut status: gc_engine::EngineStatus) -> gc_engine::EngineStatus {
+    status.pending_tasks = 0;
+    status.running_tasks = 0;
+    status.live_workers = 0;
+    status
+}
+
+/// Publishes one heartbeat; a failure is logged, and a publisher that gave up stops the UEP.
+async fn spawn_heartbeat(
+    publisher: &Publisher,
+    body: Vec<u8>,
+    fatal: &watch::Sender<Option<StopReason>>,
+) {
+    let report = |error: PublishError, fatal: &watch::Sender<Option<StopReason>>| {
+        tracing::error!("Failed to publish heartbeat: {error}");
+        if let PublishError::Stopped(reason) = error {
+            fatal.send_replace(Some(reason));
+        }
+    };
+    match publisher.publish(body).await {
+        Ok(confirm) => {
+            let fatal = fatal.clone();
+            tokio::spawn(async move {
+                if let Err(f) = confirm.await {
+                    report(f.error, &fatal);
+                }
+            });
+        }
+        Err(f) => report(f.error, fatal),
+    }
+}
+
+type ResultMsg = (Uuid, Vec<u8>);
+
+/// Queues a result for the result loop; if that loop is gone, stores it for the next start.
+fn queue_result(tx: &mpsc::UnboundedSender<ResultMsg>, store: &UnackedStore, result: &TaskResult) {
+    let body = pack(&Message::Result(result.clone()));
+    if let Err(mpsc::error::SendError((id, body))) = tx.send((result.task_id, body)) {
+        keep(store, id, &body);
+    }
+}
+
+/// Writes a result that could not be confirmed to the store; the one place a result could be
+/// lost, so a failure here is logged as an error with the task id.
+fn keep(store: &UnackedStore, task_id: Uuid, body: &[u8]) {
+    let id = task_id.to_string();
+    match store.put(&id, body) {
+        Ok(()) => tracing::info!("Storing result for later: {id}"),
+        Err(e) => tracing::error!("RESULT LOST for task {id}: cannot store it: {e}"),
+    }
+}
+
+/// Awaits one task's result and queues it.
+async fn forward(handle: TaskHandle, tx: mpsc::UnboundedSender<ResultMsg>, store: UnackedStore) {
+    let task_id = handle.task_id();
+    let result = match handle.await {
+        Ok(r) => r,
+        Err(e) => task::unknown_failure(task_id, "EngineError", &e.to_string()),
+    };
+    queue_result(&tx, &store, &result);
+}
+
+struct ResultLoop {
+    publisher: Publisher,
+    store: UnackedStore,
+    totals: Arc<Totals>,
+    fatal: watch::Sender<Option<StopReason>>,
+    /// Stored task ids currently being re-published (so none is sent twice at once).
+    republishing: Arc<Mutex<HashSet<String>>>,
+    confirms: JoinSet<()>,
+}
+
+impl ResultLoop {
+    async fn run(
+        mut self,
+        mut results: mpsc::UnboundedReceiver<ResultMsg>,
+        mut republish: mpsc::UnboundedReceiver<()>,
+    ) {
+        let mut connected = self.publisher.connected();
+        loop {
+            tokio::select! {
+                msg = results.recv() => match msg {
+                    Some((id, body)) => self.publish(id, body, false).await,
+                    None => break,
+                },
+                Ok(()) = connected.changed() => {
+                    if *connected.borrow_and_update() {
+                        self.republish_stored().await;
+                    }
+                }
+                Some(()) = republish.recv() => {
+                    if *connected.borrow() {
+                        self.republish_stored().await;
+                    }
+                }
+                Some(_) = self.confirms.join_next() => {}
+            }
+        }
+        // Sends and confirms everything accepted if connected; fails (and so stores) the rest.
+        self.publisher.close().await;
+        while self.confirms.join_next().await.is_some() {}
+    }
+
+    async fn publish(&mut self, task_id: Uuid, body: Vec<u8>, stored: bool) {
+        match self.publisher.publish(body).await {
+            Ok(confirm) => {
+                let ctx = ConfirmCtx {
+                    task_id,
+                    stored,
+                    store: self.store.clone(),
+                    totals: Arc::clone(&self.totals),
+                    fatal: self.fatal.clone(),
+                    republishing: Arc::clone(&self.republishing),
+                };
+                self.confirms.spawn(ctx.wait(confirm));
+            }
+            Err(f) => {
+                if stored {
+                    self.done_republishing(task_id);
+                } else {
+                    keep(&self.store, task_id, &f.body);
+                }
+                if let PublishError::Stopped(reason) = f.error {
+                    self.fatal.send_replace(Some(reason));
+                }
+            }
+        }
+    }
+
+    fn done_republishing(&self, task_id: Uuid) {
+        if let Ok(mut set) = self.republishing.lock() {
+            set.remove(&task_id.to_string());
+        }
+    }
+
+    /// Publishes every stored result not already on its way.
+    async fn republish_stored(&mut self) {
+        let ids = match self.store.task_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!("cannot list stored results: {e}");
+                return;
+            }
+        };
+        for id in ids {
+            let Ok(task_id) = Uuid::parse_str(&id) else {
+                tracing::warn!("ignoring stored file {id:?}: not a task id");
+                continue;
+            };
+            let fresh = self
+                .republishing
+                .lock()
+                .map(|mut set| set.insert(id.clone()))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            match self.store.get(&id) {
+                Ok(Some(body)) => {
+                    tracing::debug!("Retrieved stored result ({id})");
+                    self.publish(task_id, body, true).await;
+                }
+                Ok(None) => self.done_republishing(task_id),
+                Err(e) => {
+                    tracing::error!("cannot read stored result {id}: {e}");
+                    self.done_republishing(task_id);
+                }
+            }
+        }
+    }
+}
+
+/// What a confirm waiter needs.
+struct ConfirmCtx {
+    task_id: Uuid,
+    /// The body is (already) in the store.
+    stored: bool,
+    store: UnackedStore,
+    totals: Arc<Totals>,
+    fatal: watch::Sender<Option<StopReason>>,
+    republishing: Arc<Mutex<HashSet<String>>>,
+}
+
+impl ConfirmCtx {
+    async fn wait(self, confirm: Confirm) {
+        let id = self.task_id.to_string();
+        match confirm.await {
+            Ok(()) => {
+                self.totals.results.fetch_add(1, Ordering::SeqCst);
+                if self.stored {
+                    if let Err(e) = self.store.remove(&id) {
+                        tracing::error!("cannot remove re-published result {id}: {e}");
+                    }
+                }
+            }
+            Err(f) => {
+                tracing::error!("Failed to publish result {id}: {}", f.error);
+                if !self.stored {
+                    if f.body.is_empty() {
+                        tracing::error!(
+                            "RESULT LOST for task {id}: publisher ended without answering"
+                        );
+                    } else {
+                        keep(&self.store, self.task_id, &f.body);
+                    }
+                }
+                if let PublishError::Stopped(reason) = f.error {
+                    self.fatal.send_replace(Some(reason));
+                }
+            }
+        }
+        if self.stored {
+            if let Ok(mut set) = self.republishing.lock() {
+                set.remove(&id);
+            }
+        }
+    }
+}
