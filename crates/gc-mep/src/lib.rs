@@ -45,4 +45,4 @@ pub use register::{
     ClientCredentials, ENDPOINT_VERSION, RegisterError, RegisterInputs, Registration, ServiceUrls,
     register, request_body,
 };
-pub use runtime::{MepError, MepOptions, StopCause, run, shutdown_signal};
+pub use runtime::{MepError, MepEvent, MepOptions, StopCause, run, shutdown_signal};

@@ -61,6 +61,25 @@ pub enum StopCause {
     CommandQueueLost(String),
 }
 
+/// Something the runtime did, reported on [`MepOptions::events`] (for supervisors and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MepEvent {
+    /// A command was refused; `notice` tells whether a failure notice was sent for it.
+    Rejected { text: String, notice: bool },
+    /// A start failed before the UEP ran (a failure notice was sent).
+    StartFailed { name: String, text: String },
+    /// A UEP process was started.
+    Spawned { pid: u32, name: String },
+    /// A start command for a running UEP was cached instead (§4.3).
+    Duplicate { pid: u32, name: String },
+    /// A UEP process ended (`code` is `None` when killed by a signal).
+    Exited {
+        pid: u32,
+        name: String,
+        code: Option<i32>,
+    },
+}
+
 /// Settings of one MEP run.
 #[derive(Debug, Clone)]
 pub struct MepOptions {
@@ -75,6 +94,8 @@ pub struct MepOptions {
     /// The program exec'd for a UEP; defaults to the current executable (which must be
     /// `globus-compute-endpoint`, whose `_start-user-endpoint` runs the UEP).
     pub child_program: PathBuf,
+    /// Where to report [`MepEvent`]s, if anywhere.
+    pub events: Option<mpsc::UnboundedSender<MepEvent>>,
 }
 
 impl MepOptions {
@@ -95,6 +116,7 @@ impl MepOptions {
             config,
             compute_dir,
             child_program: std::env::current_exe().map_err(MepError::CurrentExe)?,
+            events: None,
         })
     }
 }
@@ -300,6 +322,12 @@ pub async fn run(
 }
 
 impl Mep {
+    fn event(&self, event: MepEvent) {
+        if let Some(tx) = &self.opts.events {
+            let _ = tx.send(event);
+        }
+    }
+
     async fn handle(&mut self, d: &gc_broker::Delivery) {
         let props = &d.properties;
         if let Some(headers) = d.headers() {
@@ -319,15 +347,23 @@ impl Mep {
             timestamp: *props.timestamp(),
         };
         match command::check(envelope, &d.body, now_s(), &self.registration.identity_set) {
-            Err(Rejection::Drop(msg)) => tracing::error!("{msg}"),
+            Err(Rejection::Drop(text)) => {
+                tracing::error!("{text}");
+                self.event(MepEvent::Rejected {
+                    text,
+                    notice: false,
+                });
+            }
             Err(Rejection::Notice { text, amqp_creds }) => {
                 tracing::error!("{text}");
+                let notice = amqp_creds.is_some();
                 match amqp_creds {
-                    Some(creds) => send_failure_notice(&creds, text),
+                    Some(creds) => send_failure_notice(&creds, text.clone()),
                     None => {
                         tracing::error!("No amqp_creds in command; unable to send failure notice")
                     }
                 }
+                self.event(MepEvent::Rejected { text, notice });
             }
             Ok(start) => self.start(start).await,
         }
@@ -342,6 +378,11 @@ impl Mep {
                 start.name
             );
             child.cached = Some((Instant::now(), start));
+            let event = MepEvent::Duplicate {
+                pid: *pid,
+                name: child.name.clone(),
+            };
+            self.event(event);
             return;
         }
         let ctx = Context {
@@ -355,7 +396,11 @@ impl Mep {
         let fail = |e: uep::PrepareError| {
             let text = format!("Unable to start user endpoint process for {user} {e}");
             tracing::error!("{text}");
-            send_failure_notice(&start.amqp_creds, text);
+            send_failure_notice(&start.amqp_creds, text.clone());
+            self.event(MepEvent::StartFailed {
+                name: start.name.clone(),
+                text,
+            });
         };
         let prepared = match uep::prepare(&ctx, &start) {
             Ok(p) => p,
@@ -434,6 +479,10 @@ impl Mep {
                 cached: None,
             },
         );
+        self.event(MepEvent::Spawned {
+            pid,
+            name: start.name.clone(),
+        });
         tracing::info!(
             "Command process successfully forked for '{user}' (Globus effective identity: {}).",
             command::display(&start.globus_effective_identity)
@@ -447,6 +496,11 @@ impl Mep {
         };
         let args = &child.describe;
         let code = status.as_ref().ok().and_then(ExitStatus::code);
+        self.event(MepEvent::Exited {
+            pid,
+            name: child.name.clone(),
+            code,
+        });
         match &status {
             Ok(s) if s.code() == Some(0) => {
                 tracing::info!("Command stopped normally ({pid}) [{args}]")

@@ -15,7 +15,7 @@ use std::time::Duration;
 use gc_broker::{
     AmqpUrl, BasicProperties, PublishKwargs, PublishTarget, Publisher, PublisherOptions,
 };
-use gc_mep::{ClientCredentials, MepOptions, RegisterInputs, ServiceUrls, StopCause};
+use gc_mep::{ClientCredentials, MepEvent, MepOptions, RegisterInputs, ServiceUrls, StopCause};
 use serde_json::{Value, json};
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2F";
@@ -115,14 +115,17 @@ const TEMPLATE: &str =
     "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: {{ workers }}\n";
 const SCHEMA: &str = r#"{"type": "object", "properties": {"workers": {"type": "integer"}}}"#;
 
-fn recorder_script(dir: &Path, records: &Path) -> PathBuf {
+/// The recording script; it records, then waits while `hold` exists, then exits 0.
+fn recorder_script(dir: &Path, records: &Path, hold: &Path) -> PathBuf {
     let script = dir.join("record-uep.sh");
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\nprintf '%s\\n' \"$@\" > \"$d/argv\"\n\
-             env > \"$d/env\"\npwd > \"$d/cwd\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n",
-            records.display()
+             env > \"$d/env\"\npwd > \"$d/cwd\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n\
+             while [ -e '{}' ]; do sleep 0.1; done\n",
+            records.display(),
+            hold.display()
         ),
     )
     .expect("script");
@@ -153,6 +156,23 @@ fn recordings(records: &Path) -> Vec<(Vec<String>, BTreeMap<String, String>, Val
         out.push((argv, env, stdin));
     }
     out
+}
+
+/// The next event matching `pred` (others are skipped), failing after [`WAIT`].
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<MepEvent>,
+    what: &str,
+    pred: impl Fn(&MepEvent) -> bool,
+) -> MepEvent {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) if pred(&e) => return e,
+            Ok(Some(other)) => eprintln!("(skipped while waiting for {what}: {other:?})"),
+            Ok(None) => panic!("event channel closed waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
 }
 
 async fn token(http: &reqwest::Client, svc: &Service) -> String {
@@ -216,7 +236,8 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     std::fs::write(ep_dir.join("user_config_schema.json"), SCHEMA).expect("schema");
     std::fs::write(ep_dir.join("user_environment.yaml"), "SITE_VAR: 42\n").expect("user env");
     let records = tmp.path().join("records");
-    let script = recorder_script(tmp.path(), &records);
+    let hold = tmp.path().join("hold");
+    let script = recorder_script(tmp.path(), &records, &hold);
 
     let config = gc_config::CoreEndpointConfig::from_file(
         &ep_dir.join("config.yaml"),
@@ -268,6 +289,8 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     let mut options = MepOptions::new("mep1", ep_dir.clone(), config).expect("options");
     options.compute_dir = compute_dir.clone();
     options.child_program = script;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    options.events = Some(events_tx);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mep = tokio::spawn(gc_mep::run(options, reg.clone(), async {
         let _ = stop_rx.await;
@@ -329,6 +352,17 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         &missing,
     )
     .await;
+
+    for notice in [false, true, true] {
+        let e = next_event(&mut events, "a rejection", |e| {
+            matches!(e, MepEvent::Rejected { .. })
+        })
+        .await;
+        assert!(
+            matches!(&e, MepEvent::Rejected { notice: n, .. } if *n == notice),
+            "{e:?}"
+        );
+    }
 
     // 4. A submit makes the service publish a start command; the MEP spawns the UEP.
     let function: Value = http
@@ -397,20 +431,95 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     assert!(name.ends_with(uep_id), "{name} / {uep_id}");
     assert!(stdin["amqp_creds"]["task_queue_info"]["queue"].is_string());
     assert!(stdin.get("allowed_functions").is_none());
+    let first_spawn = next_event(&mut events, "the first UEP", |e| {
+        matches!(e, MepEvent::Spawned { .. })
+    })
+    .await;
+    assert!(matches!(&first_spawn, MepEvent::Spawned { name: n, .. } if n == name));
+    let first_exit = next_event(&mut events, "the first UEP's exit", |e| {
+        matches!(e, MepEvent::Exited { .. })
+    })
+    .await;
+    assert!(matches!(&first_exit, MepEvent::Exited { name: n, code: Some(0), .. } if n == name));
     let first = first.await.expect("submit task");
     assert!(first.status().is_success(), "{:?}", first.text().await);
+
+    // 4b. A repeated start command for a running UEP is cached, not run; when that UEP
+    //     exits 0 within the grace period it is revived with the cached command.
+    std::fs::write(&hold, "").expect("hold");
+    let held = tokio::spawn(submit(json!({"workers": 3})));
+    let spawned = next_event(&mut events, "the held UEP", |e| {
+        matches!(e, MepEvent::Spawned { .. })
+    })
+    .await;
+    let MepEvent::Spawned {
+        pid,
+        name: held_name,
+    } = spawned
+    else {
+        unreachable!()
+    };
+    let repeat = tokio::spawn(submit(json!({"workers": 3})));
+    let dup = next_event(&mut events, "the duplicate", |e| {
+        matches!(e, MepEvent::Duplicate { .. })
+    })
+    .await;
+    assert_eq!(
+        dup,
+        MepEvent::Duplicate {
+            pid,
+            name: held_name.clone()
+        }
+    );
+    std::fs::remove_file(&hold).expect("release");
+    let exited = next_event(&mut events, "the held UEP's exit", |e| {
+        matches!(e, MepEvent::Exited { .. })
+    })
+    .await;
+    assert_eq!(
+        exited,
+        MepEvent::Exited {
+            pid,
+            name: held_name.clone(),
+            code: Some(0)
+        }
+    );
+    let revived = next_event(&mut events, "the revival", |e| {
+        matches!(e, MepEvent::Spawned { .. })
+    })
+    .await;
+    assert!(
+        matches!(&revived, MepEvent::Spawned { name, .. } if *name == held_name),
+        "{revived:?}"
+    );
+    for t in [held, repeat] {
+        let r = t.await.expect("submit task");
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+    }
+    wait_for("the revived UEP's recording", || async {
+        (recordings(&records).len() == 3).then_some(())
+    })
+    .await;
 
     // 5. A template failure (schema violation) becomes a failure notice on the UEP's heartbeat
     //    routing; the service turns it into a 422 for the waiting submit.
     let failed = submit(json!({"workers": "many"})).await;
     assert_eq!(failed.status().as_u16(), 422);
+    let e = next_event(&mut events, "the start failure", |e| {
+        matches!(e, MepEvent::StartFailed { .. })
+    })
+    .await;
+    assert!(
+        matches!(&e, MepEvent::StartFailed { text, .. } if text.contains("(ValidationError)")),
+        "{e:?}"
+    );
     let text = failed.text().await.expect("body");
     assert!(
         text.contains("Unable to start user endpoint process for")
             && text.contains("exit code: 73"),
         "{text}"
     );
-    assert_eq!(recordings(&records).len(), 1);
+    assert_eq!(recordings(&records).len(), 3);
 
     // 6. Shutdown: final heartbeat (heartbeat_period 0) turns the endpoint offline.
     stop_tx.send(()).expect("stop");
