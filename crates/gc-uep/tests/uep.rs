@@ -1,0 +1,415 @@
+//! End-to-end: the test stands in for the service (PROTOCOL-ENDPOINT §3.8 topology in a private
+//! RabbitMQ vhost), publishes tasks built by the unmodified SDK serializer with the headers the
+//! service sets, runs the UEP runtime in-process, and reads results and heartbeats back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gc_config::UserEndpointConfig;
+use gc_engine::WorkerCommand;
+use gc_uep::{Stopped, UepOptions};
+use gc_wire::messagepack::{Message, Task, TaskResult, pack, unpack};
+use gc_wire::uep_stdin::UepStdin;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use rand::Rng;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const ALLOWED_FN: &str = "0a0a0a0a-0000-4000-8000-00000000000a";
+const REFUSED_FN: &str = "c11aa2a1-3803-4995-bbec-7d9f9a1d3e73";
+
+fn python() -> PathBuf {
+    std::env::var_os("GCRS_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+        PathBuf::from,
+    )
+}
+
+/// gc-engine's SDK helper: payloads and result decoding by the unmodified SDK.
+fn helper() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../gc-engine/tests/support/sdk_helper.py")
+}
+
+fn payloads() -> Value {
+    let out = Command::new(python())
+        .arg(helper())
+        .arg("payloads")
+        .output()
+        .expect("run the SDK helper");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("payload JSON")
+}
+
+/// The SDK's view of a result: `{"value": …}` or `{"raised": …}`.
+fn decode(result: &TaskResult) -> Value {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(helper())
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the SDK helper");
+    let req = json!({"data": result.data, "error": result.is_error()});
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(req.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("helper output");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("decode JSON")
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private vhost, deleted on drop.
+struct Vhost(String);
+
+impl Vhost {
+    fn new() -> Vhost {
+        let name = format!("gcrs-uep-test-{:016x}", rand::rng().random::<u64>());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Vhost(name)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.0])
+            .output();
+    }
+}
+
+/// The service side: topology, task publishing, queue reading.
+struct Service {
+    _conn: Connection,
+    ch: lapin::Channel,
+    uep_id: Uuid,
+}
+
+impl Service {
+    async fn new(vhost: &Vhost, uep_id: Uuid) -> Service {
+        let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
+            .await
+            .expect("service connection");
+        let ch = conn.create_channel().await.expect("channel");
+        let tasks_q = format!("{uep_id}.tasks");
+        for (exchange, kind, queue, key) in [
+            (
+                "tasks",
+                ExchangeKind::Direct,
+                tasks_q.as_str(),
+                tasks_q.as_str(),
+            ),
+            ("results", ExchangeKind::Topic, "results", "*.results"),
+            (
+                "heartbeats",
+                ExchangeKind::Topic,
+                "heartbeats",
+                "*.heartbeats",
+            ),
+        ] {
+            ch.exchange_declare(
+                exchange.into(),
+                kind,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange");
+            ch.queue_declare(
+                queue.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue");
+            ch.queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        }
+        Service {
+            _conn: conn,
+            ch,
+            uep_id,
+        }
+    }
+
+    fn stdin(&self, url: &str, config: &str) -> UepStdin {
+        let info = |exchange: &str, queue: &str| {
+            json!({
+                "connection_url": url, "exchange": exchange, "queue": queue,
+                "queue_publish_kwargs": {
+                    "exchange": exchange,
+                    "routing_key": format!("{}.{exchange}", self.uep_id),
+                    "mandatory": true,
+                    "properties": {"delivery_mode": 2}
+                }
+            })
+        };
+        let doc = json!({
+            "amqp_creds": {
+                "endpoint_id": self.uep_id,
+                "task_queue_info": {"connection_url": url, "exchange": "tasks", "queue": format!("{}.tasks", self.uep_id)},
+                "result_queue_info": info("results", "results"),
+                "heartbeat_queue_info": info("heartbeats", "heartbeats"),
+            },
+            "config": config,
+            "ep_info": {"posix_ppid": std::os::unix::process::parent_id()},
+            "allowed_functions": [ALLOWED_FN],
+        });
+        UepStdin::from_slice(doc.to_string().as_bytes()).expect("stdin document")
+    }
+
+    /// Publishes a task the way the service does: messagepack `Task` body, string headers.
+    async fn submit(&self, function_id: &str, task_buffer: &str) -> Uuid {
+        let task_id = Uuid::new_v4();
+        let body = pack(&Message::Task(Task {
+            task_id,
+            container_id: None,
+            container: None,
+            task_buffer: task_buffer.to_owned(),
+        }));
+        let mut headers = FieldTable::default();
+        let s = |v: String| AMQPValue::LongString(v.into());
+        headers.insert("task_uuid".into(), s(task_id.to_string()));
+        headers.insert("function_uuid".into(), s(function_id.to_owned()));
+        headers.insert("resource_specification".into(), s("null".into()));
+        headers.insert("result_serializers".into(), AMQPValue::Void);
+        self.ch
+            .basic_publish(
+                "tasks".into(),
+                format!("{}.tasks", self.uep_id).as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        task_id
+    }
+
+    /// Every message currently in `queue`, decoded.
+    async fn drain(&self, queue: &str) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self
+            .ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            out.push(unpack(&m.delivery.data).expect("a protocol-v1 message"));
+        }
+        out
+    }
+
+    /// Waits (bounded) until `n` results have arrived.
+    async fn results(&self, n: usize) -> Vec<TaskResult> {
+        let mut got = Vec::new();
+        for _ in 0..1200 {
+            for m in self.drain("results").await {
+                match m {
+                    Message::Result(r) => got.push(r),
+                    other => panic!("not a result: {other:?}"),
+                }
+            }
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("only {} of {n} results arrived within 120 s", got.len());
+    }
+}
+
+fn uep_config(text: &str) -> UserEndpointConfig {
+    UserEndpointConfig::from_yaml(text, "<test config>").expect("UEP config")
+}
+
+fn options(dir: &Path) -> UepOptions {
+    UepOptions {
+        endpoint_dir: dir.to_owned(),
+        worker: WorkerCommand::embedded(python()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_results_refusals_heartbeats_and_idle_shutdown() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "heartbeat_period: 5\nidle_heartbeats_soft: 1\nidle_heartbeats_hard: 3\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2";
+    let stdin = service.stdin(&vhost.url(), config_text);
+    let payloads = payloads();
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let raises = service
+        .submit(ALLOWED_FN, payloads["raises"].as_str().unwrap())
+        .await;
+    let refused = service
+        .submit(REFUSED_FN, payloads["add"].as_str().unwrap())
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let uep =
+        tokio::spawn(
+            async move { gc_uep::run(&stdin, &config, opts, std::future::pending()).await },
+        );
+
+    let results = service.results(3).await;
+    let find = |id: Uuid| {
+        results
+            .iter()
+            .find(|r| r.task_id == id)
+            .unwrap_or_else(|| panic!("no result for {id}"))
+    };
+    let ok = find(add);
+    assert!(!ok.is_error(), "{ok:?}");
+    assert_eq!(decode(ok), json!({"value": 3}));
+    let details = ok.details.as_ref().expect("worker details");
+    assert_eq!(details["endpoint_id"], uep_id.to_string());
+
+    let failed = find(raises);
+    let err = failed.error_details.as_ref().expect("error details");
+    assert_eq!(err.code, "RemoteExecutionError");
+    assert!(
+        failed.data.contains("ValueError: bad value 7"),
+        "{}",
+        failed.data
+    );
+
+    let no = find(refused);
+    let msg = format!("Function {REFUSED_FN} not permitted on endpoint {uep_id}");
+    assert_eq!(no.data, msg);
+    let err = no.error_details.as_ref().expect("error details");
+    assert_eq!(
+        (err.code.as_str(), err.user_message.as_str()),
+        ("FUNCTION_NOT_ALLOWED", msg.as_str())
+    );
+    assert_eq!(no.details.as_ref().unwrap()["eid"], uep_id.to_string());
+
+    // Idle: one heartbeat with movement, then one idle heartbeat ⇒ shut down (soft = 1).
+    let stopped = tokio::time::timeout(Duration::from_secs(120), uep)
+        .await
+        .expect("UEP stops on its own when idle")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(matches!(stopped, Stopped::IdleSoft), "{stopped:?}");
+
+    let beats: Vec<_> = service
+        .drain("heartbeats")
+        .await
+        .into_iter()
+        .map(|m| match m {
+            Message::EpStatusReport(r) => r,
+            other => panic!("not a status report: {other:?}"),
+        })
+        .collect();
+    assert!(
+        beats.len() >= 3,
+        "first, periodic and final heartbeats: {beats:?}"
+    );
+    for b in &beats {
+        assert_eq!(b.endpoint_id, uep_id);
+        assert_eq!(b.heartbeat_period(), Some(5.0));
+        assert_eq!(b.global_state["engine_type"], "ThreadPoolEngine");
+        assert_eq!(b.global_state["config_raw"], config_text);
+        assert!(b.task_statuses.is_empty());
+    }
+    let (last, earlier) = beats.split_last().unwrap();
+    assert_eq!(last.active(), Some(false), "final heartbeat");
+    assert!(earlier.iter().all(|b| b.active() == Some(true)));
+
+    // Everything was acknowledged and confirmed: nothing left on the task queue, nothing
+    // stored for later.
+    assert!(service.drain(&format!("{uep_id}.tasks")).await.is_empty());
+    let stored: Vec<_> = std::fs::read_dir(dir.path().join("unacked_results"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(stored.is_empty(), "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_finishes_accepted_tasks_and_sends_final_heartbeat() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
+    let stdin = service.stdin(&vhost.url(), config_text);
+    let dir = tempfile::tempdir().unwrap();
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let payloads = payloads();
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let first = service.results(1).await;
+    assert_eq!(first[0].task_id, add);
+
+    stop_tx.send(()).expect("UEP still running");
+    let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(matches!(stopped, Stopped::Requested), "{stopped:?}");
+    let beats = service.drain("heartbeats").await;
+    let Some(Message::EpStatusReport(last)) = beats.last() else {
+        panic!("no heartbeats: {beats:?}");
+    };
+    assert_eq!(last.active(), Some(false));
+    assert_eq!(last.heartbeat_period(), Some(5.0));
+}
