@@ -413,3 +413,48 @@ async fn graceful_stop_finishes_accepted_tasks_and_sends_final_heartbeat() {
     assert_eq!(last.active(), Some(false));
     assert_eq!(last.heartbeat_period(), Some(5.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_stored_by_an_earlier_run_are_published_at_start() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
+    let stdin = service.stdin(&vhost.url(), config_text);
+    let dir = tempfile::tempdir().unwrap();
+    // What an earlier run (ours or upstream's) left behind: the packed result, named by task id.
+    let old_task = Uuid::new_v4();
+    let old = pack(&Message::Result(TaskResult {
+        task_id: old_task,
+        data: "00\ngARLKi4=\n".into(),
+        details: None,
+        error_details: None,
+        task_statuses: None,
+    }));
+    let store = dir.path().join("unacked_results");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join(old_task.to_string()), &old).unwrap();
+
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let got = service.results(1).await;
+    assert_eq!(got[0].task_id, old_task);
+    assert_eq!(got[0].data, "00\ngARLKi4=\n");
+    stop_tx.send(()).expect("UEP still running");
+    tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(
+        !store.join(old_task.to_string()).exists(),
+        "a confirmed result is removed from the store"
+    );
+}
