@@ -26,6 +26,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod entry;
 mod error;
 mod heartbeat;
 mod idle;
@@ -35,6 +36,7 @@ mod task;
 
 use std::future::Future;
 
+pub use entry::{BAD_STDIN, run_from_stdin};
 pub use error::UepError;
 pub use idle::{IdleTracker, IdleVerdict};
 pub use runtime::{Stopped, run};

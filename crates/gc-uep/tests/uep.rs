@@ -458,3 +458,44 @@ async fn results_stored_by_an_earlier_run_are_published_at_start() {
         "a confirmed result is removed from the store"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_exit_65_with_a_failure_notice() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "engine:\n  type: ThreadPoolEngine";
+    let mut doc: Value =
+        serde_json::from_slice(&service.stdin(&vhost.url(), config_text).to_bytes()).unwrap();
+    doc["amqp_creds"]
+        .as_object_mut()
+        .unwrap()
+        .remove("result_queue_info");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = doc.to_string().into_bytes();
+    let path = dir.path().to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        gc_uep::run_from_stdin(&bytes, path, WorkerCommand::embedded(python()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 65);
+    let beats = service.drain("heartbeats").await;
+    let [Message::EpStatusReport(notice)] = beats.as_slice() else {
+        panic!("expected one failure notice: {beats:?}");
+    };
+    assert_eq!(notice.endpoint_id, uep_id);
+    assert_eq!(
+        notice.error(),
+        Some("Failed to start or unexpected error:\n  (SystemExit) 65")
+    );
+
+    // Not a stdin document at all: status 1, nothing sent.
+    let path = dir.path().to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        gc_uep::run_from_stdin(b"not json", path, WorkerCommand::embedded(python()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 1);
+}
