@@ -31,14 +31,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`start`] / [`start_blocking`] do the whole `start` sequence (config, PID file, register,
+//! run until a signal or the PID file's removal) and return the exit status.
+//!
 //! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
-//! credentials inline in `amqp_creds` instead), privileged operation (identity mapping, uid
-//! changes, PAM), the PID file, detaching and the console banner.
+//! credentials inline in `amqp_creds` instead, so credentials of a running UEP are not
+//! rotated), privileged operation (identity mapping, uid changes, PAM), `setsid` for UEPs
+//! (they get their own process group), detaching and the console banner.
 #![forbid(unsafe_code)]
 
 pub mod command;
+pub mod pidfile;
 mod register;
 mod runtime;
+mod start;
 pub mod uep;
 
 pub use register::{
@@ -46,3 +52,4 @@ pub use register::{
     register, request_body,
 };
 pub use runtime::{MepError, MepEvent, MepOptions, StopCause, run, shutdown_signal};
+pub use start::{StartArgs, start, start_blocking};

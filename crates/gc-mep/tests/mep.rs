@@ -286,7 +286,7 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     );
 
     // 2. Run the MEP in-process.
-    let mut options = MepOptions::new("mep1", ep_dir.clone(), config).expect("options");
+    let mut options = MepOptions::new("mep1", ep_dir.clone(), config.clone()).expect("options");
     options.compute_dir = compute_dir.clone();
     options.child_program = script;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -532,4 +532,67 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         (status().await.as_deref() == Some("offline")).then_some(())
     })
     .await;
+
+    // 7. Registration failures map to upstream's exit statuses.
+    let locked = http
+        .post(format!("{}/v3/endpoints/{ep_id}/lock", svc.base))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .expect("lock");
+    assert!(locked.status().is_success());
+    let err = gc_mep::register(&inputs).await.expect_err("locked");
+    assert_eq!(err.exit_code(), 69, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("Endpoint registration blocked.  [{"),
+        "{err}"
+    );
+    let bad_secret = ClientCredentials {
+        client_secret: "wrong".into(),
+        ..credentials.clone()
+    };
+    let err = gc_mep::register(&RegisterInputs {
+        credentials: &bad_secret,
+        ..inputs.clone()
+    })
+    .await
+    .expect_err("bad secret");
+    assert_eq!(err.exit_code(), 77, "{err}");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let nowhere = ServiceUrls {
+        compute: closed.clone(),
+        auth: format!("{closed}/auth/"),
+    };
+    let err = gc_mep::register(&RegisterInputs {
+        urls: &nowhere,
+        ..inputs.clone()
+    })
+    .await
+    .expect_err("no service");
+    assert_eq!(err.exit_code(), 75, "{err}");
+}
+
+/// `start` refuses while another instance holds a fresh PID file (exit 73) and on a broken
+/// `config.yaml` (exit 1), before contacting any service.
+#[tokio::test]
+async fn start_refusals_before_registration() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ep");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let args = gc_mep::StartArgs {
+        name: "ep".into(),
+        endpoint_dir: dir.clone(),
+        endpoint_uuid: None,
+        python_version: "3.11.2".into(),
+    };
+    std::fs::write(dir.join("config.yaml"), "no_such_option: 1\n").expect("config");
+    assert_eq!(gc_mep::start(args.clone()).await, 1);
+    std::fs::write(dir.join("config.yaml"), "heartbeat_period: 30\n").expect("config");
+    std::fs::write(dir.join("daemon.pid"), "12345\n").expect("pid");
+    assert_eq!(gc_mep::start(args).await, 73);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("daemon.pid")).expect("kept"),
+        "12345\n"
+    );
 }
