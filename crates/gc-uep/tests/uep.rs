@@ -110,7 +110,7 @@ impl Drop for Vhost {
 
 /// The service side: topology, task publishing, queue reading.
 struct Service {
-    _conn: Connection,
+    conn: Connection,
     ch: lapin::Channel,
     uep_id: Uuid,
 }
@@ -166,7 +166,7 @@ impl Service {
             .expect("bind");
         }
         Service {
-            _conn: conn,
+            conn: conn,
             ch,
             uep_id,
         }
@@ -398,6 +398,19 @@ async fn graceful_stop_finishes_accepted_tasks_and_sends_final_heartbeat() {
         .await;
     let first = service.results(1).await;
     assert_eq!(first[0].task_id, add);
+
+    // The UEP consumes its task queue exclusively: another consumer is refused.
+    let other = service.conn.create_channel().await.expect("channel");
+    let refused = other
+        .basic_consume(
+            format!("{uep_id}.tasks").as_str().into(),
+            "intruder".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await;
+    let err = refused.expect_err("a second consumer must be refused");
+    assert!(err.to_string().contains("ACCESS_REFUSED"), "{err}");
 
     stop_tx.send(()).expect("UEP still running");
     let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
