@@ -25,17 +25,23 @@ enum Command {
     List,
     MapIdentity,
     RenderUserConfig,
+    Restart,
+    Start,
+    Stop,
     Version,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 6] = [
+    const ALL: [Command; 9] = [
         Command::Configure,
         Command::Delete,
         Command::List,
         Command::MapIdentity,
         Command::RenderUserConfig,
+        Command::Restart,
+        Command::Start,
+        Command::Stop,
         Command::Version,
     ];
 
@@ -46,6 +52,9 @@ impl Command {
             Command::List => "list",
             Command::MapIdentity => "map-identity",
             Command::RenderUserConfig => "render-user-config",
+            Command::Restart => "restart",
+            Command::Start => "start",
+            Command::Stop => "stop",
             Command::Version => "version",
         }
     }
@@ -58,6 +67,9 @@ impl Command {
             Command::List => "List all available endpoints",
             Command::MapIdentity => "Map an identity set to a local user",
             Command::RenderUserConfig => "Render a user config template to stdout",
+            Command::Restart => "Restarts an endpoint",
+            Command::Start => "Start an endpoint",
+            Command::Stop => "Stops an endpoint using the pidfile",
             Command::Version => "Show the version of globus-compute-endpoint",
         }
     }
@@ -69,6 +81,9 @@ impl Command {
             Command::List => commands::list::run(args),
             Command::MapIdentity => run_map_identity(args),
             Command::RenderUserConfig => commands::render_user_config::run(args),
+            Command::Restart => commands::restart::run(args),
+            Command::Start => commands::start::run(args),
+            Command::Stop => commands::stop::run(args),
             Command::Version => commands::version::run(args),
         }
     }
@@ -197,6 +212,7 @@ mod tests {
         assert!(
             help.contains("\n  version             Show the version of globus-compute-endpoint\n")
         );
-        assert!(!help.contains("start"));
+        assert!(help.contains("\n  start               Start an endpoint\n"));
+        assert!(!help.contains("_start-user-endpoint"));
     }
 }

@@ -6,4 +6,7 @@ pub mod delete;
 pub mod list;
 pub mod map_identity;
 pub mod render_user_config;
+pub mod restart;
+pub mod start;
+pub mod stop;
 pub mod version;

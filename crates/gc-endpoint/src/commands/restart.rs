@@ -1,0 +1,47 @@
+//! `restart [--endpoint-uuid UUID] [NAME_OR_UUID]` (ENDPOINT.md §1.4.6): the local `stop`
+//! followed by `start`, in the same process.
+
+use crate::click::{CmdResult, Usage};
+use crate::commands::common::{CommonOptions, parse};
+use crate::commands::start::{single_name, start_endpoint};
+use crate::commands::stop::stop_endpoint;
+
+const USAGE: Usage = Usage {
+    command_path: "globus-compute-endpoint restart",
+    pieces: "[OPTIONS] [NAME_OR_UUID]",
+    help_hint: None,
+};
+
+const HELP: &str = include_str!("../help/restart.txt");
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true
+)]
+struct Args {
+    #[arg(value_name = "NAME_OR_UUID")]
+    names: Vec<String>,
+    #[arg(long)]
+    endpoint_uuid: Option<String>,
+    #[command(flatten)]
+    common: CommonOptions,
+}
+
+/// Run `restart`.
+pub fn run(argv: &[String]) -> CmdResult {
+    let args: Args = parse(argv, USAGE)?;
+    if args.common.apply(HELP) {
+        return Ok(());
+    }
+    let value = single_name(&args.names, USAGE)?;
+    stop_endpoint(&value)?;
+    start_endpoint(
+        &value,
+        args.endpoint_uuid.as_deref(),
+        args.common.log_to_console,
+        args.common.debug,
+    )
+}
