@@ -165,11 +165,7 @@ impl Service {
             .await
             .expect("bind");
         }
-        Service {
-            conn: conn,
-            ch,
-            uep_id,
-        }
+        Service { conn, ch, uep_id }
     }
 
     fn stdin(&self, url: &str, config: &str) -> UepStdin {
