@@ -42,6 +42,7 @@
 
 pub mod command;
 pub mod pidfile;
+pub mod privilege;
 mod register;
 mod runtime;
 mod start;

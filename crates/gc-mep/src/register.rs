@@ -259,7 +259,7 @@ async fn get_json(
     Ok((status, resp.text().await.map_err(net)?))
 }
 
-/// The registration body (§2.4) for an unprivileged MEP.
+/// The registration body (§2.4); `multi_user: true` when this process is privileged.
 pub fn request_body(inputs: &RegisterInputs<'_>) -> RegisterEndpointRequest {
     let cfg = inputs.config;
     let read = |p: &Path| std::fs::read_to_string(p).ok();
@@ -289,7 +289,7 @@ pub fn request_body(inputs: &RegisterInputs<'_>) -> RegisterEndpointRequest {
     RegisterEndpointRequest {
         endpoint_name: inputs.name.to_string(),
         display_name: cfg.base.display_name.clone(),
-        multi_user: None,
+        multi_user: crate::privilege::is_privileged().then_some(true),
         metadata: Some(json!({
             "endpoint_version": ENDPOINT_VERSION,
             "python_version": inputs.python_version,

@@ -231,6 +231,7 @@ struct Mep {
     children: HashMap<u32, Child>,
     exits: mpsc::UnboundedSender<(u32, std::io::Result<ExitStatus>)>,
     stopping: bool,
+    privileged: bool,
 }
 
 /// Runs the MEP until `shutdown` completes or the command queue is lost, then shuts down:
@@ -271,6 +272,7 @@ pub async fn run(
         children: HashMap::new(),
         exits: exit_tx,
         stopping: false,
+        privileged: crate::privilege::is_privileged(),
     };
 
     let mut ticker = tokio::time::interval(period_duration);
@@ -391,6 +393,8 @@ impl Mep {
             compute_dir: &self.opts.compute_dir,
             base_env: &self.base_env,
             mep_pid: std::process::id(),
+            privileged: self.privileged,
+            program_dir: self.opts.child_program.parent(),
         };
         let user = command::display(&start.globus_username);
         let fail = |e: uep::PrepareError| {

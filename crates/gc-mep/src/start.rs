@@ -73,6 +73,12 @@ pub async fn start(args: StartArgs) -> i32 {
         }
     };
     let period = config.base.heartbeat_period.as_f64().max(5.0);
+    let privileged = crate::privilege::is_privileged();
+    let refuse = |msg: &str| {
+        tracing::error!("{msg}");
+        eprintln!("Error: {msg}");
+        1
+    };
     let pid = match PidFile::acquire(&args.endpoint_dir, Duration::from_secs_f64(3.0 * period)) {
         Ok(p) => p,
         Err(e) => {
@@ -81,6 +87,14 @@ pub async fn start(args: StartArgs) -> i32 {
             return e.exit_code();
         }
     };
+    if privileged && config.email.is_none() {
+        return refuse("Multi-user endpoints require a contact email; set `email` in config.yaml.");
+    }
+    if privileged && config.identity_mapping_config_path.is_some() {
+        // Mapping identities to local users (uid changes, PAM) is not implemented here;
+        // refusing is safer than running everyone's tasks as this user.
+        return refuse("identity mapping (identity_mapping_config_path) is not supported yet");
+    }
     let urls = match ServiceUrls::for_config(&config) {
         Ok(u) => u,
         Err(e) => {

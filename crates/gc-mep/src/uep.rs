@@ -61,6 +61,11 @@ pub struct Context<'a> {
     pub base_env: &'a BTreeMap<String, String>,
     /// The MEP's pid (`ep_info.posix_ppid`).
     pub mep_pid: u32,
+    /// A privileged MEP starts the UEP from an empty environment (§4.5 step 3).
+    pub privileged: bool,
+    /// Appended to the default `PATH` (upstream: the directory of the MEP's interpreter;
+    /// here: the directory of the UEP program).
+    pub program_dir: Option<&'a Path>,
 }
 
 /// The current user's passwd entry as `_GC.mapped_identity` (`globus.id` is null without
@@ -142,7 +147,11 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
         .map_err(|e| fail(70, "ValueError", e.to_string()))?;
 
     // Step 4: user_environment.yaml merged into the inherited environment.
-    let mut env = ctx.base_env.clone();
+    let mut env = if ctx.privileged {
+        BTreeMap::new()
+    } else {
+        ctx.base_env.clone()
+    };
     let env_file = ctx.endpoint_dir.join("user_environment.yaml");
     if let Ok(text) = std::fs::read_to_string(&env_file) {
         match gc_config::user_env::load_user_environment(&text, &env_file.display().to_string()) {
@@ -165,7 +174,11 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
     };
     set_default("HOME", home.display().to_string());
     set_default("USER", user.clone());
-    set_default("PATH", "/usr/local/bin:/usr/bin:/bin".into());
+    let mut path = "/usr/local/bin:/usr/bin:/bin".to_string();
+    if let Some(dir) = ctx.program_dir {
+        path = format!("{path}:{}", dir.display());
+    }
+    set_default("PATH", path);
     set_default("GLOBUS_COMPUTE_ENDPOINT_NAME", start.name.clone());
 
     // Step 9: render.

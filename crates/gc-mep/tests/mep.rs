@@ -422,6 +422,17 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     assert_eq!(env["GC_USER_SDK_VERSION"], "4.19.0");
     assert_eq!(env["SITE_VAR"], "42");
     assert!(env.contains_key("CWD"));
+    // Unprivileged: the MEP's whole environment is inherited; privileged: cleared first.
+    if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        assert_eq!(
+            env.contains_key("CARGO_MANIFEST_DIR"),
+            !gc_mep::privilege::is_privileged()
+        );
+    }
+    assert!(
+        env["PATH"].starts_with("/usr/local/bin:/usr/bin:/bin")
+            || !gc_mep::privilege::is_privileged()
+    );
     assert_eq!(
         stdin["config"],
         "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2"
