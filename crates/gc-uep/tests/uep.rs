@@ -508,3 +508,66 @@ async fn bad_credentials_exit_65_with_a_failure_notice() {
     .unwrap();
     assert_eq!(status, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unroutable_results_are_stored_and_sent_once_routable() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    // The service "forgot" the results binding: a mandatory publish comes back.
+    service
+        .ch
+        .queue_unbind(
+            "results".into(),
+            "results".into(),
+            "*.results".into(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("unbind");
+    let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
+    let stdin = service.stdin(&vhost.url(), config_text);
+    let dir = tempfile::tempdir().unwrap();
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let payloads = payloads();
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let stored = dir.path().join("unacked_results").join(add.to_string());
+    let mut waited = 0;
+    while !stored.exists() {
+        assert!(waited < 1200, "result never stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // Fix the topology: the stored result is re-published with a later heartbeat.
+    service
+        .ch
+        .queue_bind(
+            "results".into(),
+            "results".into(),
+            "*.results".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    let got = service.results(1).await;
+    assert_eq!(got[0].task_id, add);
+    assert_eq!(decode(&got[0]), json!({"value": 3}));
+    stop_tx.send(()).expect("UEP still running");
+    tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(!stored.exists(), "confirmed result removed from the store");
+}
