@@ -1,33 +1,15 @@
-//! The few messagepack messages the service reads or writes (PROTOCOL-ENDPOINT §8): one
-//! version byte `0x01` followed by a JSON envelope `{"message_type", "data"}`.
+//! What the service reads from and writes to the broker, on top of `gc_wire::messagepack`
+//! (PROTOCOL-ENDPOINT §8).
 //!
 //! The service decodes only what routing needs: a `Result`'s task id and success flag, an
 //! `EPStatusReport`'s endpoint id and `global_state`. A result is forwarded to the SDK as the
 //! endpoint's original bytes.
 
-use serde::{Deserialize, Serialize};
+use gc_wire::messagepack::{self, Message, ResultErrorDetails, Task, TaskResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-const PROTOCOL_V1: u8 = 1;
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum MessageError {
-    #[error("empty message")]
-    Empty,
-    #[error("unrecognized protocol version {0}")]
-    Version(u8),
-    #[error("invalid message JSON: {0}")]
-    Json(String),
-    #[error("invalid message: {0}")]
-    Invalid(String),
-}
-
-#[derive(Serialize, Deserialize)]
-struct Envelope<T> {
-    message_type: String,
-    data: T,
-}
+pub use gc_wire::messagepack::DecodeError;
 
 /// A decoded incoming message.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +17,7 @@ pub enum Incoming {
     Result(ResultInfo),
     Status(StatusInfo),
     /// A valid message of a type the service does not act on.
-    Other(String),
+    Other(&'static str),
 }
 
 /// What the service needs from a `Result`.
@@ -54,132 +36,52 @@ pub struct StatusInfo {
     pub heartbeat_period: Option<f64>,
     pub active: Option<bool>,
     pub error: Option<String>,
-    pub global_state: Value,
-}
-
-fn lenient_uuid(v: &Value, field: &str) -> Result<Uuid, MessageError> {
-    v.as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| MessageError::Invalid(format!("{field} is not a UUID")))
 }
 
 /// Decode a message body.
-pub fn unpack(body: &[u8]) -> Result<Incoming, MessageError> {
-    let (&version, json) = body.split_first().ok_or(MessageError::Empty)?;
-    if version != PROTOCOL_V1 {
-        return Err(MessageError::Version(version));
-    }
-    let env: Envelope<Value> =
-        serde_json::from_slice(json).map_err(|e| MessageError::Json(e.to_string()))?;
-    let data = env.data;
-    if !data.is_object() {
-        return Err(MessageError::Invalid("data is not an object".into()));
-    }
-    match env.message_type.as_str() {
-        "result" => {
-            let task_id = lenient_uuid(&data["task_id"], "task_id")?;
-            let payload = data["data"]
-                .as_str()
-                .ok_or_else(|| MessageError::Invalid("result data is not a string".into()))?
-                .to_string();
-            let success = data.get("error_details").is_none_or(Value::is_null);
-            let details = data.get("details").filter(|d| !d.is_null()).cloned();
-            Ok(Incoming::Result(ResultInfo {
-                task_id,
-                data: payload,
-                success,
-                details,
-            }))
-        }
-        "ep_status_report" => {
-            let endpoint_id = lenient_uuid(&data["endpoint_id"], "endpoint_id")?;
-            let gs = data
-                .get("global_state")
-                .or_else(|| data.get("ep_status_report"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            Ok(Incoming::Status(StatusInfo {
-                endpoint_id,
+pub fn unpack(body: &[u8]) -> Result<Incoming, DecodeError> {
+    Ok(match messagepack::unpack(body)? {
+        Message::Result(r) => Incoming::Result(ResultInfo {
+            task_id: r.task_id,
+            success: r.error_details.is_none(),
+            details: r.details.map(Value::Object),
+            data: r.data,
+        }),
+        Message::EpStatusReport(s) => {
+            let gs = &s.global_state;
+            Incoming::Status(StatusInfo {
+                endpoint_id: s.endpoint_id,
                 heartbeat_period: gs.get("heartbeat_period").and_then(Value::as_f64),
                 active: gs.get("active").and_then(Value::as_bool),
                 error: gs.get("error").and_then(Value::as_str).map(str::to_string),
-                global_state: gs,
-            }))
+            })
         }
-        "task"
-        | "task_transition"
-        | "task_cancel"
-        | "manager_status_report"
-        | "container"
-        | "containerimage" => Ok(Incoming::Other(env.message_type)),
-        other => Err(MessageError::Invalid(format!(
-            "unknown message_type {other:?}"
-        ))),
-    }
-}
-
-#[derive(Serialize)]
-struct TaskData<'a> {
-    task_id: String,
-    container_id: Option<()>,
-    container: Option<()>,
-    task_buffer: &'a str,
-}
-
-fn pack<T: Serialize>(message_type: &str, data: T) -> Vec<u8> {
-    let env = Envelope {
-        message_type: message_type.to_string(),
-        data,
-    };
-    let mut out = vec![PROTOCOL_V1];
-    // Serializing plain structs of strings into a Vec cannot fail.
-    serde_json::to_writer(&mut out, &env).unwrap_or_default();
-    out
+        other => Incoming::Other(other.message_type()),
+    })
 }
 
 /// A `Task` message whose buffer is `function_code + payload` (PROTOCOL-SDK §5.3).
 pub fn pack_task(task_id: &Uuid, task_buffer: &str) -> Vec<u8> {
-    pack(
-        "task",
-        TaskData {
-            task_id: task_id.to_string(),
-            container_id: None,
-            container: None,
-            task_buffer,
-        },
-    )
-}
-
-#[derive(Serialize)]
-struct ResultData<'a> {
-    task_id: String,
-    data: &'a str,
-    details: Option<()>,
-    error_details: ErrorDetails<'a>,
-    task_statuses: Option<()>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetails<'a> {
-    code: &'a str,
-    user_message: &'a str,
+    messagepack::pack(&Message::Task(Task {
+        task_id: *task_id,
+        container_id: None,
+        container: None,
+        task_buffer: task_buffer.to_string(),
+    }))
 }
 
 /// A failed `Result` the service itself produces (e.g. the user endpoint could not start).
 pub fn pack_failed_result(task_id: &Uuid, code: &str, text: &str) -> Vec<u8> {
-    pack(
-        "result",
-        ResultData {
-            task_id: task_id.to_string(),
-            data: text,
-            details: None,
-            error_details: ErrorDetails {
-                code,
-                user_message: text,
-            },
-            task_statuses: None,
-        },
-    )
+    messagepack::pack(&Message::Result(TaskResult {
+        task_id: *task_id,
+        data: text.to_string(),
+        details: None,
+        error_details: Some(ResultErrorDetails {
+            code: code.to_string(),
+            user_message: text.to_string(),
+        }),
+        task_statuses: None,
+    }))
 }
 
 #[cfg(test)]
@@ -236,8 +138,8 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_without_panic() {
-        assert_eq!(unpack(b""), Err(MessageError::Empty));
-        assert_eq!(unpack(b"{}"), Err(MessageError::Version(b'{')));
+        assert!(unpack(b"").is_err());
+        assert!(unpack(b"{}").is_err());
         assert!(unpack(b"\x01not json").is_err());
         assert!(unpack(b"\x01{\"message_type\":\"result\",\"data\":{\"task_id\":5}}").is_err());
         assert!(unpack(b"\x01{\"message_type\":\"nope\",\"data\":{}}").is_err());
