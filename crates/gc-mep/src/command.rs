@@ -228,3 +228,57 @@ mod tests {
             Err(Rejection::Notice { text, .. }) if text == INVALID_COMMAND_TEXT));
     }
 }
+
+/// The command body for a debug log line, with the password of every `connection_url`
+/// replaced by `***` (ENDPOINT §4.3: "credentials redacted"). Non-JSON bodies are shown as
+/// their length only.
+pub fn redacted_dump(body: &[u8]) -> String {
+    fn redact(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    match v {
+                        Value::String(s) if k == "connection_url" => *s = redact_url(s),
+                        other => redact(other),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) => {
+            redact(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!("<{} bytes, not JSON>", body.len()),
+    }
+}
+
+/// `scheme://user:secret@host…` → `scheme://user:***@host…`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    format!("{scheme}://{user}:***@{host}")
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_removed_everywhere() {
+        let body = br#"{"kwargs": {"amqp_creds": {"task_queue_info": {"connection_url": "amqp://u:s3cret@h:5672/v"}, "x": [{"connection_url": "amqps://a:b@c/"}]}}}"#;
+        let out = redacted_dump(body);
+        assert!(!out.contains("s3cret") && !out.contains(":b@"), "{out}");
+        assert!(out.contains("amqp://u:***@h:5672/v"), "{out}");
+        assert!(out.contains("amqps://a:***@c/"), "{out}");
+        assert_eq!(redacted_dump(b"\xff"), "<1 bytes, not JSON>");
+    }
+}

@@ -339,7 +339,8 @@ impl Mep {
                     gc_broker::AMQPValue::Boolean(false) | gc_broker::AMQPValue::Void
                 ) {
                     tracing::warn!(
-                        "Command debug flag set; command received (body not logged: it holds credentials)"
+                        "Command received (debug): {}",
+                        command::redacted_dump(&d.body)
                     );
                 }
             }
