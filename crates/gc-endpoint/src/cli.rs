@@ -27,13 +27,14 @@ enum Command {
     RenderUserConfig,
     Restart,
     Start,
+    StartUserEndpoint,
     Stop,
     Version,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 9] = [
+    const ALL: [Command; 10] = [
         Command::Configure,
         Command::Delete,
         Command::List,
@@ -41,9 +42,15 @@ impl Command {
         Command::RenderUserConfig,
         Command::Restart,
         Command::Start,
+        Command::StartUserEndpoint,
         Command::Stop,
         Command::Version,
     ];
+
+    /// Hidden commands run but are not listed in the group's help.
+    fn hidden(self) -> bool {
+        matches!(self, Command::StartUserEndpoint)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -54,6 +61,7 @@ impl Command {
             Command::RenderUserConfig => "render-user-config",
             Command::Restart => "restart",
             Command::Start => "start",
+            Command::StartUserEndpoint => "_start-user-endpoint",
             Command::Stop => "stop",
             Command::Version => "version",
         }
@@ -69,6 +77,7 @@ impl Command {
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Restart => "Restarts an endpoint",
             Command::Start => "Start an endpoint",
+            Command::StartUserEndpoint => "Start a user endpoint (run by a core endpoint)",
             Command::Stop => "Stops an endpoint using the pidfile",
             Command::Version => "Show the version of globus-compute-endpoint",
         }
@@ -83,6 +92,7 @@ impl Command {
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Restart => commands::restart::run(args),
             Command::Start => commands::start::run(args),
+            Command::StartUserEndpoint => commands::start_user_endpoint::run(args),
             Command::Stop => commands::stop::run(args),
             Command::Version => commands::version::run(args),
         }
@@ -118,12 +128,13 @@ fn group_help() -> String {
     );
     let longest = Command::ALL
         .iter()
+        .filter(|c| !c.hidden())
         .map(|c| c.name().len())
         .max()
         .unwrap_or(0);
     let limit = width.saturating_sub(6 + longest);
     let first_col = longest.min(30) + 2;
-    for c in Command::ALL {
+    for c in Command::ALL.into_iter().filter(|c| !c.hidden()) {
         let short = click::short_help(c.help(), limit);
         out.push_str(&format!("  {:<first_col$}{short}\n", c.name()));
     }

@@ -8,5 +8,6 @@ pub mod map_identity;
 pub mod render_user_config;
 pub mod restart;
 pub mod start;
+pub mod start_user_endpoint;
 pub mod stop;
 pub mod version;
