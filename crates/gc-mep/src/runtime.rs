@@ -124,6 +124,8 @@ impl MepOptions {
 /// One live UEP child.
 struct Child {
     name: String,
+    /// The start command's `amqp_creds`, for a notice if the process is killed.
+    amqp_creds: Map<String, Value>,
     describe: String,
     /// A repeated start command seen while this child ran (§4.3), for the revive rule.
     cached: Option<(Instant, StartEndpoint)>,
@@ -480,6 +482,7 @@ impl Mep {
             pid,
             Child {
                 name: start.name.clone(),
+                amqp_creds: start.amqp_creds.clone(),
                 describe,
                 cached: None,
             },
@@ -519,6 +522,23 @@ impl Mep {
                 s.signal().unwrap_or_default()
             ),
             _ => tracing::warn!("Command unknown return code: ({pid}) [{args}]"),
+        }
+        // A UEP reports its own failures (any non-zero exit goes through its failure-notice
+        // wrapper, PE §5.5), but one killed by a signal cannot: report that here, unless the
+        // MEP itself is stopping it.
+        if let Ok(signal) = status.as_ref().map(|s| s.signal()) {
+            if let (Some(sig), false) = (signal, self.stopping) {
+                let sig_name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| sig.to_string());
+                send_failure_notice(
+                    &child.amqp_creds,
+                    format!(
+                        "Failed to start or unexpected error:\n  (UserEndpointTerminated) user \
+                         endpoint process {pid} was terminated by signal {sig} ({sig_name})"
+                    ),
+                );
+            }
         }
         let grace = Duration::from_secs_f64(
             self.opts

@@ -123,6 +123,7 @@ fn recorder_script(dir: &Path, records: &Path, hold: &Path) -> PathBuf {
         format!(
             "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\nprintf '%s\\n' \"$@\" > \"$d/argv\"\n\
              env > \"$d/env\"\npwd > \"$d/cwd\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n\
+             if grep -q 'max_workers: 9' \"$d/stdin\"; then kill -KILL $$; fi\n\
              while [ -e '{}' ]; do sleep 0.1; done\n",
             records.display(),
             hold.display()
@@ -531,6 +532,12 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         "{text}"
     );
     assert_eq!(recordings(&records).len(), 3);
+
+    // 5b. A UEP killed by a signal cannot report itself: the MEP sends the notice.
+    let killed = submit(json!({"workers": 9})).await;
+    assert_eq!(killed.status().as_u16(), 422);
+    let text = killed.text().await.expect("body");
+    assert!(text.contains("terminated by signal 9 (SIGKILL)"), "{text}");
 
     // 6. Shutdown: final heartbeat (heartbeat_period 0) turns the endpoint offline.
     stop_tx.send(()).expect("stop");
