@@ -12,9 +12,10 @@
 //!    (`<child_program> _start-user-endpoint <name> [args…]`, stdin document of §5.4) in its own
 //!    process group; de-duplicate start commands for a running user endpoint and revive it
 //!    when it exits 0 within the grace period; send failure notices (§4.6) for refused
-//!    commands and failed starts; heartbeat every `heartbeat_period`; on shutdown send the
+//!    commands, failed starts and user endpoints killed by a signal (a user endpoint reports
+//!    its own non-zero exits); heartbeat every `heartbeat_period`; on shutdown send the
 //!    final `heartbeat_period: 0` report, SIGTERM the user endpoints, then SIGKILL their
-//!    process groups.
+//!    process groups. [`MepOptions::events`] reports what happened ([`MepEvent`]).
 //!
 //! ```no_run
 //! # async fn demo(dir: std::path::PathBuf) -> Result<(), Box<dyn std::error::Error>> {
@@ -36,8 +37,10 @@
 //!
 //! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
 //! credentials inline in `amqp_creds` instead, so credentials of a running UEP are not
-//! rotated), privileged operation (identity mapping, uid changes, PAM), `setsid` for UEPs
-//! (they get their own process group), detaching and the console banner.
+//! rotated), identity mapping with uid changes and PAM (a privileged MEP without a mapping
+//! file works as upstream's root-without-mapping: `multi_user`, cleared UEP environment,
+//! owner identities only; [`start`] refuses a mapping file), `setsid` for UEPs (they get
+//! their own process group), detaching and the console banner.
 #![forbid(unsafe_code)]
 
 pub mod command;
