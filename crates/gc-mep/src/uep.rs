@@ -303,6 +303,112 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
+
+    fn start(user_opts: Value, user_runtime: Value) -> StartEndpoint {
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        StartEndpoint {
+            globus_username: json!("u"),
+            globus_effective_identity: json!("i"),
+            globus_identity_set: vec![],
+            args: vec!["--x".into()],
+            name: "uep.a.b".into(),
+            user_opts: obj(user_opts),
+            user_runtime: obj(user_runtime),
+            amqp_creds: Map::from_iter([("endpoint_id".to_string(), json!("e"))]),
+        }
+    }
+
+    fn setup(config: &str) -> (tempfile::TempDir, CoreEndpointConfig) {
+        let d = tempfile::tempdir().unwrap();
+        let ep = d.path().join("ep");
+        std::fs::create_dir_all(&ep).unwrap();
+        std::fs::write(
+            ep.join("user_config_template.yaml.j2"),
+            "engine:\n  type: ThreadPoolEngine\n  max_workers: {{ n|default(1) }}\n",
+        )
+        .unwrap();
+        let cfg = CoreEndpointConfig::from_yaml(config, "config.yaml", Default::default()).unwrap();
+        (d, cfg)
+    }
+
+    fn run(
+        d: &tempfile::TempDir,
+        cfg: &CoreEndpointConfig,
+        s: &StartEndpoint,
+    ) -> Result<Prepared, PrepareError> {
+        let env = BTreeMap::from([("PATH".to_string(), "/bin".to_string())]);
+        prepare(
+            &Context {
+                endpoint_dir: &d.path().join("ep"),
+                config: cfg,
+                compute_dir: d.path(),
+                base_env: &env,
+                mep_pid: 42,
+                privileged: false,
+                program_dir: None,
+            },
+            s,
+        )
+    }
+
+    #[test]
+    fn argv_env_and_stdin() {
+        let (d, cfg) = setup("allowed_functions: []\n");
+        let p = run(
+            &d,
+            &cfg,
+            &start(
+                json!({"n": 2}),
+                json!({"python": {"version": "3.11.2"}, "globus_compute_sdk_version": "4.19.0"}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(p.args, ["_start-user-endpoint", "uep.a.b", "--x"]);
+        assert_eq!(p.env["GC_USER_PYTHON_VERSION"], "3.11.2");
+        assert_eq!(p.env["GLOBUS_COMPUTE_ENDPOINT_NAME"], "uep.a.b");
+        assert_eq!(p.env["PATH"], "/bin");
+        assert_eq!(p.uep_dir, d.path().join("uep.a.b"));
+        let doc: Value = serde_json::from_slice(&p.stdin).unwrap();
+        assert_eq!(
+            doc,
+            json!({"amqp_creds": {"endpoint_id": "e"},
+                   "config": "engine:\n  type: ThreadPoolEngine\n  max_workers: 2",
+                   "ep_info": {"posix_ppid": 42}, "allowed_functions": []})
+        );
+    }
+
+    #[test]
+    fn legacy_argv_for_old_sdks_and_version_errors() {
+        let (d, cfg) = setup("{}\n");
+        let p = run(
+            &d,
+            &cfg,
+            &start(json!({}), json!({"globus_compute_sdk_version": "4.9.0"})),
+        )
+        .unwrap();
+        assert_eq!(p.args, ["start", "uep.a.b", "--x", "--die-with-parent"]);
+        let e = run(
+            &d,
+            &cfg,
+            &start(json!({}), json!({"globus_compute_sdk_version": "abc"})),
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.kind.as_str()), (73, "InvalidVersion"));
+    }
+
+    #[test]
+    fn template_failures_are_rung_73_and_oversized_stdin_77() {
+        let (d, cfg) = setup("{}\n");
+        let e = run(&d, &cfg, &start(json!({"_GC": 1}), json!({}))).unwrap_err();
+        assert_eq!(e.code, 73);
+        assert!(e.message.contains("'_GC' is a reserved word"), "{e}");
+        let big = "x".repeat(MAX_LEN_DEFAULT_PIPE);
+        let mut s = start(json!({}), json!({}));
+        s.amqp_creds.insert("pad".into(), json!(big));
+        let e = run(&d, &cfg, &s).unwrap_err();
+        assert_eq!(e.code, 77);
+    }
 
     #[test]
     fn release_parsing() {
