@@ -417,6 +417,7 @@ impl Mep {
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_SYNC.bits())
             .open(&prepared.log_path)
         {
             Ok(f) => f,
