@@ -73,6 +73,11 @@ pub fn stop_endpoint(value: &str) -> CmdResult {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| value.to_string());
+    stop_dir(&dir, &name)
+}
+
+/// Stop the endpoint whose directory is `dir`.
+fn stop_dir(dir: &Path, name: &str) -> CmdResult {
     let pid_path = dir.join("daemon.pid");
     let Some(age) = pidfile_age(&pid_path) else {
         console::info("Endpoint not active.");
@@ -121,5 +126,39 @@ fn remove(path: &Path) {
         && e.kind() != std::io::ErrorKind::NotFound
     {
         console::warning(&format!("cannot remove {}: {e}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_the_pid_file_process_and_removes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_path = dir.path().join("daemon.pid");
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pid_path, format!("{}\n", child.id())).unwrap();
+        stop_dir(dir.path(), "ep").unwrap();
+        // The process ended by SIGTERM (it has no handler); the file is gone.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(15));
+        assert!(!pid_path.exists());
+    }
+
+    #[test]
+    fn stale_or_dead_pid_file_is_only_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_path = dir.path().join("daemon.pid");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        std::fs::write(&pid_path, format!("{}\n", child.id())).unwrap();
+        stop_dir(dir.path(), "ep").unwrap();
+        assert!(!pid_path.exists());
+        // No PID file at all: nothing to do.
+        stop_dir(dir.path(), "ep").unwrap();
     }
 }
