@@ -132,6 +132,14 @@ def test_results_and_exception_reach_the_sdk(our_site):
     assert "ValueError: bad value 3" in str(info.value)
 
 
+def test_second_start_refuses_while_running(our_site):
+    r = our_site.run_cli("start", our_site.NAME)
+    assert r.returncode == 73, (r.stdout, r.stderr)
+    assert "Another instance of this endpoint is running." in r.stderr
+    assert our_site.proc.poll() is None
+    assert (our_site.ep_dir / "daemon.pid").exists()
+
+
 def test_stop_ends_the_endpoint(our_site):
     r = our_site.run_cli("stop", our_site.NAME)
     assert r.returncode == 0, r.stderr
