@@ -35,6 +35,19 @@ fn help_texts_match_upstream() {
         let u = upstream(d.path(), &[cmd, "--help"]);
         assert_eq!((o.code, &o.stdout), (u.code, &u.stdout), "{cmd} --help");
     }
+    // Upstream's text without the options this build does not offer.
+    let detach = "  --detach              Detach the endpoint process from the current terminal\n";
+    let remote = "  --remote          send stop signal to all endpoints with this UUID, local or\n                    elsewhere\n";
+    for (cmd, absent) in [("start", detach), ("restart", detach), ("stop", remote)] {
+        let o = ours(d.path(), &[cmd, "--help"]);
+        let u = upstream(d.path(), &[cmd, "--help"]);
+        assert!(u.stdout.contains(absent), "{cmd} --help: {}", u.stdout);
+        assert_eq!(
+            (o.code, o.stdout),
+            (u.code, u.stdout.replace(absent, "")),
+            "{cmd} --help"
+        );
+    }
     let o = ours(d.path(), &["list", "-h"]);
     assert_eq!(o.code, 0);
     assert!(
@@ -45,7 +58,7 @@ fn help_texts_match_upstream() {
     let g = ours(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
     assert!(g.stdout.ends_with(
-        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  version             Show the version of globus-compute-endpoint\n"
+        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  restart             Restarts an endpoint\n  start               Start an endpoint\n  stop                Stops an endpoint using the pidfile\n  version             Show the version of globus-compute-endpoint\n"
     ));
 }
 
