@@ -19,7 +19,6 @@
 //! `access to attribute '__class__' of 'str' object is unsafe.` for Python's object dunders).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -316,30 +315,7 @@ fn violation(schema: &Json, error: &jsonschema::ValidationError<'_>) -> SchemaVi
 }
 
 /// Python `json.dumps(s)` of a string (ASCII-only output, `/` not escaped).
-pub fn json_dumps_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
+pub use gc_pytext::json_dumps_str;
 
 /// Python `shlex.quote`.
 pub fn shell_quote(s: &str) -> String {

@@ -3,34 +3,8 @@
 
 use serde_json::Value;
 
-/// Python's `repr()` of a `str`.
-pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+/// Python's `repr()` of a `str`; only C0 controls and DEL are escaped (as `\xNN`).
+pub use gc_pytext::repr_str_ascii_controls as py_repr_str;
 
 /// Python's `str()` of a value loaded by `json.loads`.
 pub fn py_str(v: &Value) -> String {
@@ -68,25 +42,7 @@ fn py_repr(v: &Value) -> String {
 }
 
 /// Python's `repr()` of a float (shortest round-trip digits, `1.0` not `1`).
-pub fn py_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
-        // Python switches to exponent notation: 1e+16, 1e-05.
-        let s = format!("{f:e}");
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mant}e{sign}{:02}", exp.abs());
-    }
-    let s = format!("{f}");
-    if s.contains('.') { s } else { format!("{s}.0") }
-}
+pub use gc_pytext::repr_float as py_float_repr;
 
 /// Python's `str()` of an `OSError` about `path`: `[Errno 13] Permission denied: '/x'`.
 pub fn os_error(e: &std::io::Error, path: &std::path::Path) -> String {

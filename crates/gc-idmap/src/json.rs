@@ -6,7 +6,7 @@
 //! `None`, `1e+16`) when they become command-line arguments. `serde_json` does none of this, so
 //! this module carries its own small parser and printers.
 
-use std::fmt::Write as _;
+use gc_pytext::{write_json_str, write_repr_str};
 
 /// Nesting deeper than this is rejected (Python's own parser gives up near its recursion limit).
 const MAX_DEPTH: usize = 512;
@@ -92,7 +92,7 @@ impl Json {
             Json::Bool(false) => out.push_str("False"),
             Json::Int(s) => out.push_str(s),
             Json::Float(f) => out.push_str(&py_float_repr(*f)),
-            Json::Str(s) => py_str_repr(s, out),
+            Json::Str(s) => write_repr_str(s, out),
             Json::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -109,7 +109,7 @@ impl Json {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    py_str_repr(k, out);
+                    write_repr_str(k, out);
                     out.push_str(": ");
                     v.write_repr(out);
                 }
@@ -173,7 +173,7 @@ impl Json {
                     out.push_str(&py_float_repr(*f));
                 }
             }
-            Json::Str(s) => write_json_string(s, out, ascii),
+            Json::Str(s) => write_json_str(s, out, ascii),
             Json::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -190,7 +190,7 @@ impl Json {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    write_json_string(k, out, ascii);
+                    write_json_str(k, out, ascii);
                     out.push_str(": ");
                     v.write_json(out, ascii);
                 }
@@ -214,119 +214,8 @@ impl Num<'_> {
     }
 }
 
-fn write_json_string(s: &str, out: &mut String, ascii: bool) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (ascii && (c as u32) > 0x7e) => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Python `repr()` of a `str`.
-fn py_str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() || c == '\u{ad}' => {
-                let n = c as u32;
-                let _ = if n < 0x100 {
-                    write!(out, "\\x{n:02x}")
-                } else if n < 0x10000 {
-                    write!(out, "\\u{n:04x}")
-                } else {
-                    write!(out, "\\U{n:08x}")
-                };
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-}
-
 /// Python `repr(float)`: shortest round-trip digits, exponent form outside `1e-4 <= |x| < 1e16`.
-pub fn py_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        if point <= 0 {
-            out.push_str("0.");
-            for _ in 0..(-point) {
-                out.push('0');
-            }
-            out.push_str(&digits);
-        } else {
-            let point = point as usize;
-            if digits.len() <= point {
-                out.push_str(&digits);
-                for _ in digits.len()..point {
-                    out.push('0');
-                }
-                out.push_str(".0");
-            } else {
-                out.push_str(&digits[..point]);
-                out.push('.');
-                out.push_str(&digits[point..]);
-            }
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    out
-}
+pub use gc_pytext::repr_float as py_float_repr;
 
 /// Decode file bytes the way Python's `json.loads(bytes)` does (BOM and NUL-pattern detection).
 pub fn decode_bytes(bytes: &[u8]) -> Result<String, JsonError> {
