@@ -4,7 +4,8 @@ throwaway unprivileged user against our gc-service (SQLite, a fresh RabbitMQ vho
 ThreadPoolEngine user endpoint template; the unmodified SDK's Executor submits functions and
 gets their results back; ``stop`` ends the core endpoint.
 
-The service fixtures and the port-5000 lock are those of ``tests/service/conftest.py``.
+The service helpers are those of ``tests/service/conftest.py``; the port-5000 lock is the
+session fixture of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ _spec = importlib.util.spec_from_file_location(
 svc = importlib.util.module_from_spec(_spec)
 sys.modules["gcrs_service_conftest"] = svc
 _spec.loader.exec_module(svc)
-port_5000 = svc.port_5000  # the fixture: one service on 127.0.0.1:5000 at a time
 
 pytestmark = pytest.mark.timeout(180)
 

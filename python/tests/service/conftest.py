@@ -14,7 +14,6 @@ need the port.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -59,16 +58,6 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@pytest.fixture(scope="session")
-def port_5000():
-    """Exclusive use of 127.0.0.1:5000 for this test session."""
-    with open("/tmp/gcrs-port-5000.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        wait_for(lambda: not _port_open(5000), 60, "port 5000 to be free")
-        yield
-        fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _rabbitmqctl(*args: str) -> None:
