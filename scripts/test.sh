@@ -42,6 +42,6 @@ if [ -d "$REPO/python/tests" ] && find "$REPO/python/tests" -name 'test_*.py' | 
 fi
 
 # One closing line for the whole run, from the Rust side (pytest prints its own above).
-passed=$(grep -Eo '[0-9]+ passed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+passed=$(grep -aEo '[0-9]+ passed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -aEo '[0-9]+ failed' "$CARGO_TARGET_DIR/cargo-test.log" | awk '{s+=$1} END {print s+0}')
 echo "rust: $passed passed, $failed failed"
