@@ -6,7 +6,15 @@ export REPO
 # One target directory outside the clone, shared by every build of this machine (CI included):
 # a clean build on 2 cores is slow, an incremental one is not.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/gcrs-target}
-export GCRS_VENV=${GCRS_VENV:-$REPO/.venv}
+# The venv is also run by other, unprivileged users (test endpoints, mapped users' workers), so
+# it must sit where they can reach it: in the clone if they can, else under /opt.
+if [ -z "${GCRS_VENV:-}" ]; then
+    GCRS_VENV=$REPO/.venv
+    if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- test -x "$REPO/python" 2>/dev/null; then
+        GCRS_VENV=/opt/gcrs/venv
+    fi
+fi
+export GCRS_VENV
 export GCRS_PYTHON=$GCRS_VENV/bin/python
 export GCRS_SHARED_DIR=${GCRS_SHARED_DIR:-$REPO/../shared}
 

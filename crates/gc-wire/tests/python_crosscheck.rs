@@ -2,7 +2,7 @@
 //! project's Python venv): messages packed by Python re-pack byte-identically here, and
 //! arbitrary messages packed here are accepted by Python and re-packed to the same bytes.
 //!
-//! The interpreter is `$GC_PYTHON`, else `<workspace>/.venv/bin/python`.
+//! The interpreter is `$GCRS_PYTHON`, else `<workspace>/.venv/bin/python`.
 
 mod common;
 
@@ -15,13 +15,13 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestRng, TestRunner};
 
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("GC_PYTHON") {
+    if let Some(p) = std::env::var_os("GCRS_PYTHON") {
         return p.into();
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     assert!(
         p.exists(),
-        "the reference implementation is needed: {} is missing (set GC_PYTHON)",
+        "the reference implementation is needed: {} is missing (set GCRS_PYTHON)",
         p.display()
     );
     p
