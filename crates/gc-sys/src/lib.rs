@@ -1,0 +1,494 @@
+//! The operating-system edge of the endpoint: the one crate of the workspace that may use
+//! `unsafe`, `libc` and PAM (ENDPOINT §4.5 "host auth").
+//!
+//! * [`Identity`] — the target user of a privilege drop: uid, gid and the supplementary groups,
+//!   all looked up **before** the fork (lookups allocate and take locks).
+//! * [`drop_before_exec`] installs a `pre_exec` hook on a [`std::process::Command`] that, in the
+//!   forked child and before `exec`, does only async-signal-safe system calls: `setsid`,
+//!   `umask`, `setgroups`, `setresgid`, `setresuid`, clearing every capability set, clearing the
+//!   ambient set, `PR_SET_NO_NEW_PRIVS`, a check that `setuid(0)` now fails, and marking every
+//!   descriptor above 2 close-on-exec.
+//! * [`drop_now`] does the identity switch in the calling (single-threaded) process, for the PAM
+//!   path where the switch happens inside an open PAM session.
+//! * [`pam`] — a small safe wrapper over libpam (`pam_start` … `pam_end`).
+//!
+//! ```no_run
+//! use gc_sys::{Gid, Identity, Uid};
+//! let who = Identity { uid: Uid(1234), gid: Gid(1234), groups: vec![Gid(1234), Gid(27)] };
+//! let mut cmd = std::process::Command::new("/usr/bin/id");
+//! gc_sys::drop_before_exec(&mut cmd, who, gc_sys::DropOptions::default());
+//! let out = cmd.output()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Every `unsafe` block sits in a small function whose safe signature makes misuse impossible,
+//! with a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
+
+pub mod pam;
+
+use std::io;
+
+/// A user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uid(pub u32);
+
+/// A group id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Gid(pub u32);
+
+/// Whom a process becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Real, effective and saved user id.
+    pub uid: Uid,
+    /// Real, effective and saved group id.
+    pub gid: Gid,
+    /// The complete supplementary group list (`getgrouplist`, computed before the fork).
+    pub groups: Vec<Gid>,
+}
+
+/// The steps of a privilege drop, in order; a failure names the step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `setsid()`.
+    Setsid,
+    /// `setgroups(groups)`.
+    Setgroups,
+    /// `setresgid(gid, gid, gid)`.
+    Setresgid,
+    /// `setresuid(uid, uid, uid)`.
+    Setresuid,
+    /// `capset` with every set empty, and clearing the ambient set.
+    DropCapabilities,
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    NoNewPrivs,
+    /// `setuid(0)` succeeded after the drop: the drop did not hold.
+    RegainCheck,
+    /// Marking descriptors above 2 close-on-exec.
+    CloseDescriptors,
+}
+
+/// A failed step of a privilege drop.
+#[derive(Debug, thiserror::Error)]
+#[error("{step:?} failed: {source}")]
+pub struct DropError {
+    /// Which step.
+    pub step: Step,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// What else happens around the identity switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropOptions {
+    /// Start a new session (and process group) first.
+    pub setsid: bool,
+    /// Clear the effective, permitted, inheritable and ambient capability sets.
+    pub clear_capabilities: bool,
+    /// Set `PR_SET_NO_NEW_PRIVS` (setuid programs stop elevating).
+    pub no_new_privs: bool,
+    /// The umask to set (`0o077` upstream).
+    pub umask: u32,
+    /// Mark every descriptor above 2 close-on-exec (only for [`drop_before_exec`]).
+    pub cloexec_above_stdio: bool,
+}
+
+impl Default for DropOptions {
+    /// The non-PAM path of ENDPOINT §4.5: everything on, umask 077.
+    fn default() -> Self {
+        DropOptions {
+            setsid: true,
+            clear_capabilities: true,
+            no_new_privs: true,
+            umask: 0o077,
+            cloexec_above_stdio: true,
+        }
+    }
+}
+
+/// `-1` → the current `errno` as an error.
+fn check(ret: libc::c_long) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Raw system calls (no libc wrapper logic, no allocation, no locks): safe to run between
+/// `fork` and `exec` of a multithreaded parent, where the child has exactly one thread.
+mod raw {
+    use super::check;
+    use std::io;
+
+    pub(super) fn setsid() -> io::Result<()> {
+        // SAFETY: setsid takes no arguments and only changes this process's session.
+        check(unsafe { libc::syscall(libc::SYS_setsid) })
+    }
+
+    pub(super) fn umask(mask: u32) {
+        // SAFETY: umask cannot fail and touches no memory.
+        unsafe { libc::syscall(libc::SYS_umask, libc::c_long::from(mask)) };
+    }
+
+    pub(super) fn setgroups(groups: &[u32]) -> io::Result<()> {
+        // SAFETY: the pointer and length describe a live slice of gid_t (u32) for the whole
+        // call; the kernel only reads it.
+        check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
+    }
+
+    pub(super) fn setresgid(gid: u32) -> io::Result<()> {
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+    }
+
+    pub(super) fn setresuid(uid: u32) -> io::Result<()> {
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+    }
+
+    pub(super) fn setuid(uid: u32) -> io::Result<()> {
+        // SAFETY: integer argument only.
+        check(unsafe { libc::syscall(libc::SYS_setuid, uid) })
+    }
+
+    /// `struct __user_cap_header_struct`.
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+
+    /// `struct __user_cap_data_struct`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+
+    /// `_LINUX_CAPABILITY_VERSION_3`: two data elements (64 capability bits).
+    const CAP_V3: u32 = 0x2008_0522;
+
+    pub(super) fn clear_capabilities() -> io::Result<()> {
+        let header = CapHeader {
+            version: CAP_V3,
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: header and data are live, correctly laid out (#[repr(C)]) values of the
+        // version-3 ABI (one header, two data elements); the kernel only reads them.
+        check(unsafe {
+            libc::syscall(libc::SYS_capset, std::ptr::from_ref(&header), data.as_ptr())
+        })?;
+        // SAFETY: integer arguments only.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            )
+        })
+    }
+
+    pub(super) fn no_new_privs() -> io::Result<()> {
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+
+    pub(super) fn cloexec_from(first: u32) -> io::Result<()> {
+        // SAFETY: integer arguments only; CLOSE_RANGE_CLOEXEC marks, it closes nothing, so
+        // descriptors owned by the standard library's spawn code stay valid.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        })
+    }
+}
+
+/// The drop itself, with only raw system calls and no allocation: shared by the `pre_exec`
+/// hook and [`drop_now`].
+fn apply(uid: u32, gid: u32, groups: &[u32], opts: DropOptions) -> Result<(), DropError> {
+    let at = |step: Step| move |source: io::Error| DropError { step, source };
+    if opts.setsid {
+        raw::setsid().map_err(at(Step::Setsid))?;
+    }
+    raw::umask(opts.umask);
+    raw::setgroups(groups).map_err(at(Step::Setgroups))?;
+    raw::setresgid(gid).map_err(at(Step::Setresgid))?;
+    raw::setresuid(uid).map_err(at(Step::Setresuid))?;
+    if opts.clear_capabilities {
+        raw::clear_capabilities().map_err(at(Step::DropCapabilities))?;
+    }
+    if opts.no_new_privs {
+        raw::no_new_privs().map_err(at(Step::NoNewPrivs))?;
+    }
+    if uid != 0 && raw::setuid(0).is_ok() {
+        return Err(DropError {
+            step: Step::RegainCheck,
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        });
+    }
+    if opts.cloexec_above_stdio {
+        raw::cloexec_from(3).map_err(at(Step::CloseDescriptors))?;
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child become `who` between fork and exec (see the crate docs for the steps).
+/// A failed step makes `spawn` fail with that step's OS error (the step itself is not
+/// reported: the hook can only pass an errno back).
+///
+/// Do not also call `process_group` on `cmd` when `opts.setsid` is set: a process-group leader
+/// cannot start a session.
+pub fn drop_before_exec(cmd: &mut std::process::Command, who: Identity, opts: DropOptions) {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<u32> = who.groups.iter().map(|g| g.0).collect();
+    let (uid, gid) = (who.uid.0, who.gid.0);
+    let hook = move || apply(uid, gid, &groups, opts).map_err(|e| e.source);
+    // SAFETY: the hook runs in the forked child before exec. It calls only raw system calls
+    // (async-signal-safe; the child has a single thread, so per-thread credentials are the
+    // process's), reads the group list allocated before the fork, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Switches this process to `who` now, with the same steps as [`drop_before_exec`] except the
+/// descriptor marking. Only for a single-threaded process (the raw calls change the calling
+/// thread's credentials): the PAM bootstrap child.
+pub fn drop_now(who: &Identity, opts: DropOptions) -> Result<(), DropError> {
+    let groups: Vec<u32> = who.groups.iter().map(|g| g.0).collect();
+    let opts = DropOptions {
+        cloexec_above_stdio: false,
+        ..opts
+    };
+    apply(who.uid.0, who.gid.0, &groups, opts)
+}
+
+/// Re-applies the supplementary groups of `who` (after PAM's `pam_setcred` may have changed
+/// them, as `initgroups` would) — only while still privileged.
+pub fn set_groups(groups: &[Gid]) -> io::Result<()> {
+    let raw: Vec<u32> = groups.iter().map(|g| g.0).collect();
+    raw::setgroups(&raw)
+}
+
+/// The process's credentials and security bits as `/proc/self/status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// `Uid:` real, effective, saved, filesystem.
+    pub uid: Vec<u32>,
+    /// `Gid:` real, effective, saved, filesystem.
+    pub gid: Vec<u32>,
+    /// `Groups:`.
+    pub groups: Vec<u32>,
+    /// `CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`.
+    pub cap_inh: u64,
+    /// Permitted capabilities.
+    pub cap_prm: u64,
+    /// Effective capabilities.
+    pub cap_eff: u64,
+    /// Ambient capabilities.
+    pub cap_amb: u64,
+    /// `NoNewPrivs:`.
+    pub no_new_privs: bool,
+}
+
+impl Status {
+    /// Parses the text of a `/proc/<pid>/status` file (missing fields stay empty/zero).
+    #[must_use]
+    pub fn parse(text: &str) -> Status {
+        let mut s = Status::default();
+        let nums = |v: &str| {
+            v.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        };
+        let hex = |v: &str| u64::from_str_radix(v.trim(), 16).unwrap_or(0);
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            match key {
+                "Uid" => s.uid = nums(value),
+                "Gid" => s.gid = nums(value),
+                "Groups" => s.groups = nums(value),
+                "CapInh" => s.cap_inh = hex(value),
+                "CapPrm" => s.cap_prm = hex(value),
+                "CapEff" => s.cap_eff = hex(value),
+                "CapAmb" => s.cap_amb = hex(value),
+                "NoNewPrivs" => s.no_new_privs = value.trim() == "1",
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// This process's status.
+    pub fn current() -> io::Result<Status> {
+        Ok(Status::parse(&std::fs::read_to_string(
+            "/proc/self/status",
+        )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn status_parsing() {
+        let s = Status::parse(
+            "Name:\tx\nUid:\t1\t1\t1\t1\nGid:\t2\t2\t2\t2\nGroups:\t2 30 \nCapInh:\t0000000000000000\n\
+             CapPrm:\t000001ffffffffff\nCapEff:\t0000000000000400\nCapAmb:\t0\nNoNewPrivs:\t1\n",
+        );
+        assert_eq!(s.uid, [1, 1, 1, 1]);
+        assert_eq!(s.groups, [2, 30]);
+        assert_eq!(s.cap_prm, 0x1ff_ffff_ffff);
+        assert_eq!(s.cap_eff, 0x400);
+        assert!(s.no_new_privs);
+    }
+
+    /// A throwaway Linux user (and a second group it belongs to), removed on drop.
+    struct TestUser {
+        name: String,
+        group: String,
+        uid: u32,
+        gid: u32,
+        extra_gid: u32,
+    }
+
+    fn run(cmd: &str, args: &[&str]) -> String {
+        let out = Command::new(cmd).args(args).output().expect(cmd);
+        assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    impl TestUser {
+        fn create(tag: &str) -> TestUser {
+            let suffix = format!("{}{}", std::process::id() % 100_000, tag);
+            let name = format!("gcsys{suffix}");
+            let group = format!("gcsysg{suffix}");
+            run("groupadd", &[&group]);
+            run("useradd", &["-M", "-G", &group, &name]);
+            TestUser {
+                uid: run("id", &["-u", &name]).parse().unwrap(),
+                gid: run("id", &["-g", &name]).parse().unwrap(),
+                extra_gid: run("getent", &["group", &group])
+                    .split(':')
+                    .nth(2)
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                name,
+                group,
+            }
+        }
+    }
+
+    impl Drop for TestUser {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(&self.name).status();
+            let _ = Command::new("groupdel").arg(&self.group).status();
+        }
+    }
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .map(|s| Status::parse(&s).uid.first() == Some(&0))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn pre_exec_drop_reaches_the_child_completely() {
+        if !is_root() {
+            eprintln!("skipped: needs root to create users and change identity");
+            return;
+        }
+        let user = TestUser::create("a");
+        // A descriptor without O_CLOEXEC must not reach the child.
+        let leaked = std::fs::File::open("/proc/self/status").unwrap();
+        let leaked_fd = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+        clear_cloexec(leaked_fd);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            &format!(
+                "cat /proc/self/status; echo SID=$(ps -o sid= -p $$); echo PID=$$; umask; \
+                 ls /proc/self/fd; test -e /proc/self/fd/{leaked_fd} && echo LEAKED; true"
+            ),
+        ]);
+        drop_before_exec(
+            &mut cmd,
+            Identity {
+                uid: Uid(user.uid),
+                gid: Gid(user.gid),
+                groups: vec![Gid(user.gid), Gid(user.extra_gid)],
+            },
+            DropOptions::default(),
+        );
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let st = Status::parse(&text);
+        assert_eq!(st.uid, [user.uid; 4]);
+        assert_eq!(st.gid, [user.gid; 4]);
+        let mut groups = st.groups.clone();
+        groups.sort_unstable();
+        let mut want = vec![user.gid, user.extra_gid];
+        want.sort_unstable();
+        assert_eq!(groups, want);
+        assert_eq!(
+            (st.cap_inh, st.cap_prm, st.cap_eff, st.cap_amb),
+            (0, 0, 0, 0)
+        );
+        assert!(st.no_new_privs);
+        assert!(text.contains("\n0077\n"), "{text}");
+        assert!(!text.contains("LEAKED"), "{text}");
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        assert_eq!(field("SID="), field("PID="), "a new session: {text}");
+        drop(leaked);
+    }
+
+    /// Clears FD_CLOEXEC on `fd` (test helper; std opens everything close-on-exec).
+    fn clear_cloexec(fd: i32) {
+        // SAFETY: fcntl(F_SETFD) on a descriptor this test owns; integer arguments only.
+        let r = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        assert_eq!(r, 0);
+    }
+
+    #[test]
+    fn failed_drop_fails_the_spawn() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // (uid_t)-1 means "leave unchanged" to setresuid: the process would stay root, so
+        // the regain check must catch it and the spawn must fail instead of running as root.
+        let mut cmd = Command::new("/bin/true");
+        drop_before_exec(
+            &mut cmd,
+            Identity {
+                uid: Uid(u32::MAX),
+                gid: Gid(u32::MAX),
+                groups: vec![],
+            },
+            DropOptions::default(),
+        );
+        assert!(cmd.status().is_err());
+    }
+}
