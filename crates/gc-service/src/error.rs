@@ -33,6 +33,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Globus Auth requirements (`authorization_parameters` of a GARE body): what a new
+    /// authentication must satisfy for the request to succeed.
+    pub authorization_parameters: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -41,6 +44,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            authorization_parameters: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -100,7 +104,18 @@ impl IntoResponse for ApiError {
             code: self.code.to_string(),
             message: self.message,
         };
-        let mut resp = (self.status, axum::Json(body)).into_response();
+        let mut resp = match self.authorization_parameters {
+            // A Globus Auth requirements error: the SDK re-authenticates and retries once.
+            Some(params) => {
+                let body = serde_json::json!({
+                    "code": body.code,
+                    "message": body.message,
+                    "authorization_parameters": params,
+                });
+                (self.status, axum::Json(body)).into_response()
+            }
+            None => (self.status, axum::Json(body)).into_response(),
+        };
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("2"));

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod consumers;
 pub mod error;
 pub mod messages;
+pub mod policy;
 pub mod routes;
 pub mod store;
 
@@ -74,6 +75,14 @@ pub fn router(state: AppState) -> Router {
             get(auth::userinfo).post(auth::userinfo),
         )
         .route("/auth/v2/api/identities", get(auth::identities))
+        .route(
+            "/auth/v2/api/policies",
+            get(policy::list).post(policy::create),
+        )
+        .route(
+            "/auth/v2/api/policies/{id}",
+            get(policy::get).put(policy::update).delete(policy::delete),
+        )
         .route("/v2/version", get(version))
         .route("/v3/functions", post(register_function))
         .route(

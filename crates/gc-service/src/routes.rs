@@ -249,13 +249,36 @@ async fn register_endpoint(
         }
         None => None,
     };
-    for (what, v) in [
+    let mut canonical = [None, None];
+    for (slot, (what, v)) in canonical.iter_mut().zip([
         ("authentication_policy", &req.authentication_policy),
         ("subscription_uuid", &req.subscription_uuid),
-    ] {
+    ]) {
         if let Some(v) = v {
-            body_uuid(v, what)?;
+            *slot = Some(body_uuid(v, what)?.to_string());
         }
+    }
+    let [policy_id, subscription_id] = canonical;
+    let high_assurance = req.high_assurance == Some(true);
+    if let Some(pid) = &policy_id {
+        match state.store.policy(pid).await? {
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "authentication_policy {pid} does not exist"
+                )));
+            }
+            Some(p) if high_assurance && !p.high_assurance => {
+                return Err(ApiError::invalid(format!(
+                    "high-assurance endpoints need a high-assurance authentication policy; {pid} is not one"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if high_assurance && (policy_id.is_none() || subscription_id.is_none()) {
+        return Err(ApiError::invalid(
+            "high-assurance endpoints require both an authentication_policy and a subscription_uuid",
+        ));
     }
     if let Some(admins) = &req.admins {
         for a in admins {
@@ -270,6 +293,11 @@ async fn register_endpoint(
                 "ENDPOINT_ALREADY_REGISTERED",
                 format!("Endpoint {eid} is registered to another user"),
             ));
+        }
+        if existing.high_assurance != high_assurance {
+            return Err(ApiError::invalid(format!(
+                "the high_assurance setting of endpoint {eid} cannot be changed after its first registration"
+            )));
         }
         if existing.locked_until.is_some_and(|t| t > now_i64()) {
             return Err(ApiError::new(
@@ -298,12 +326,14 @@ async fn register_endpoint(
             display_name: display,
             multi_user: req.multi_user == Some(true),
             public: req.public == Some(true),
-            high_assurance: req.high_assurance == Some(true),
+            high_assurance,
             metadata: req.metadata.clone().unwrap_or(json!({})).to_string(),
             allowed_functions: allowed,
             locked_until: None,
             last_heartbeat: None,
             heartbeat_period: None,
+            authentication_policy: policy_id,
+            subscription_id,
         })
         .await?;
     let url = state.creds.endpoint_url(&eid_s);
@@ -396,7 +426,8 @@ pub async fn get_endpoint(
         "endpoint_version": metadata_str(&meta, "endpoint_version"),
         "sdk_version": metadata_str(&meta, "sdk_version"),
         "python_version": metadata_str(&meta, "python_version"),
-        "subscription_uuid": Value::Null,
+        "subscription_uuid": e.subscription_id,
+        "authentication_policy": e.authentication_policy,
         "allowed_functions": restricted_functions(&e),
     })))
 }
@@ -685,6 +716,9 @@ pub async fn submit(
             format!("You may not submit tasks to endpoint {eid}"),
         ));
     }
+    if let Some(pid) = &ep.authentication_policy {
+        crate::policy::require(&state, &caller, pid, &eid_s).await?;
+    }
     let user_opts = match &req.user_endpoint_config {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v.clone(),
@@ -884,6 +918,24 @@ pub fn task_status(sent_id: &str, t: &TaskRow) -> TaskStatus {
     }
 }
 
+/// Results of tasks that ran on a high-assurance endpoint are released only to a caller that
+/// satisfies that endpoint's authentication policy now (the SDK fetches them over REST).
+async fn require_ha_policies(
+    state: &AppState,
+    caller: &Caller,
+    endpoint_ids: Vec<String>,
+) -> Result<(), ApiError> {
+    let unique: std::collections::BTreeSet<String> = endpoint_ids.into_iter().collect();
+    for eid in &unique {
+        if let Some(ep) = state.store.endpoint(eid).await? {
+            if let (true, Some(pid)) = (ep.high_assurance, &ep.authentication_policy) {
+                crate::policy::require(state, caller, pid, eid).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn get_task(
     caller: Caller,
     State(state): State<AppState>,
@@ -891,7 +943,10 @@ pub async fn get_task(
 ) -> Result<Json<TaskStatus>, ApiError> {
     let tid = path_uuid(&id, "task")?;
     match state.store.task(&tid.to_string()).await? {
-        Some(t) if t.owner_id == caller.client_id => Ok(Json(task_status(&id, &t))),
+        Some(t) if t.owner_id == caller.client_id => {
+            require_ha_policies(&state, &caller, vec![t.endpoint_id.clone()]).await?;
+            Ok(Json(task_status(&id, &t)))
+        }
         _ => Err(ApiError::not_found(
             "TASK_NOT_FOUND",
             format!("Task {id} not found"),
@@ -915,10 +970,16 @@ pub async fn batch_status(
     }
     let ids: Vec<String> = canonical.keys().cloned().collect();
     let mut results = BTreeMap::new();
-    for t in state.store.tasks(&ids).await? {
-        if t.owner_id != caller.client_id {
-            continue;
-        }
+    let tasks: Vec<TaskRow> = state
+        .store
+        .tasks(&ids)
+        .await?
+        .into_iter()
+        .filter(|t| t.owner_id == caller.client_id)
+        .collect();
+    let endpoint_ids = tasks.iter().map(|t| t.endpoint_id.clone()).collect();
+    require_ha_policies(&state, &caller, endpoint_ids).await?;
+    for t in tasks {
         for sent in canonical.get(&t.id).into_iter().flatten() {
             results.insert(sent.clone(), task_status(sent, &t));
         }

@@ -13,7 +13,10 @@ use sqlx::{AnyPool, Row};
 use crate::error::StoreError;
 
 /// Migrations in order; each runs once, recorded in `gcrs_schema_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_initial.sql")),
+    (2, include_str!("../migrations/0002_policies.sql")),
+];
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -61,6 +64,8 @@ pub struct TokenRow {
     pub resource_server: String,
     pub scope: String,
     pub expires_at: i64,
+    /// When the holder authenticated to get this token (client credentials: the grant).
+    pub authenticated_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +94,24 @@ pub struct EndpointRow {
     pub locked_until: Option<i64>,
     pub last_heartbeat: Option<f64>,
     pub heartbeat_period: Option<f64>,
+    /// Authentication policy submitters must satisfy.
+    pub authentication_policy: Option<String>,
+    pub subscription_id: Option<String>,
+}
+
+/// A stored authentication policy (Globus Auth policy fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRow {
+    pub id: String,
+    pub owner_id: String,
+    pub project_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub high_assurance: bool,
+    pub authentication_assurance_timeout: Option<i64>,
+    pub required_mfa: bool,
+    pub domain_constraints_include: Option<Vec<String>>,
+    pub domain_constraints_exclude: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +131,7 @@ pub struct TaskRow {
     pub id: String,
     pub task_group_id: String,
     pub owner_id: String,
+    pub endpoint_id: String,
     pub status: String,
     pub result: Option<String>,
     pub exception: Option<String>,
@@ -355,13 +379,15 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (token_hash, client_id, resource_server, scope, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (token_hash, client_id, resource_server, scope, expires_at, authenticated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(client_id)
         .bind(resource_server)
         .bind(scope)
         .bind(expires_at)
+        .bind(now_i64())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -370,7 +396,7 @@ impl Store {
     /// A token that is valid now (not revoked, not expired, client not revoked).
     pub async fn valid_token(&self, token_hash: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
-            "SELECT t.client_id, t.resource_server, t.scope, t.expires_at FROM tokens t \
+            "SELECT t.client_id, t.resource_server, t.scope, t.expires_at, t.authenticated_at FROM tokens t \
              JOIN clients c ON c.id = t.client_id \
              WHERE t.token_hash = $1 AND t.revoked = 0 AND t.expires_at > $2 AND c.revoked_at IS NULL",
         )
@@ -384,6 +410,7 @@ impl Store {
                 resource_server: r.try_get("resource_server")?,
                 scope: r.try_get("scope")?,
                 expires_at: r.try_get("expires_at")?,
+                authenticated_at: r.try_get("authenticated_at")?,
             })
         })
         .transpose()
@@ -395,6 +422,101 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    // ----- authentication policies -----
+
+    fn policy_from_row(r: &AnyRow) -> Result<PolicyRow> {
+        let list = |col: &str| -> Result<Option<Vec<String>>> {
+            let text: Option<String> = r.try_get(col)?;
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("policy {col}: {e}")))
+            })
+            .transpose()
+        };
+        Ok(PolicyRow {
+            id: r.try_get("id")?,
+            owner_id: r.try_get("owner_id")?,
+            project_id: r.try_get("project_id")?,
+            display_name: r.try_get("display_name")?,
+            description: r.try_get("description")?,
+            high_assurance: b(r.try_get("high_assurance")?),
+            authentication_assurance_timeout: r.try_get("authentication_assurance_timeout")?,
+            required_mfa: b(r.try_get("required_mfa")?),
+            domain_constraints_include: list("domain_constraints_include")?,
+            domain_constraints_exclude: list("domain_constraints_exclude")?,
+        })
+    }
+
+    /// Insert a policy, or replace every field of an existing one (same id).
+    pub async fn upsert_policy(&self, p: &PolicyRow) -> Result<()> {
+        let list = |l: &Option<Vec<String>>| {
+            l.as_ref()
+                .map(|v| serde_json::Value::from(v.clone()).to_string())
+        };
+        sqlx::query(
+            "INSERT INTO auth_policies (id, owner_id, project_id, display_name, description, high_assurance, \
+             authentication_assurance_timeout, required_mfa, domain_constraints_include, domain_constraints_exclude, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, display_name = excluded.display_name, \
+             description = excluded.description, high_assurance = excluded.high_assurance, \
+             authentication_assurance_timeout = excluded.authentication_assurance_timeout, \
+             required_mfa = excluded.required_mfa, domain_constraints_include = excluded.domain_constraints_include, \
+             domain_constraints_exclude = excluded.domain_constraints_exclude",
+        )
+        .bind(&p.id)
+        .bind(&p.owner_id)
+        .bind(&p.project_id)
+        .bind(&p.display_name)
+        .bind(&p.description)
+        .bind(p.high_assurance as i64)
+        .bind(p.authentication_assurance_timeout)
+        .bind(p.required_mfa as i64)
+        .bind(list(&p.domain_constraints_include))
+        .bind(list(&p.domain_constraints_exclude))
+        .bind(now_i64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn policy(&self, id: &str) -> Result<Option<PolicyRow>> {
+        let row = sqlx::query("SELECT * FROM auth_policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::policy_from_row).transpose()
+    }
+
+    /// Policies a client created, oldest first.
+    pub async fn policies_of(&self, owner_id: &str) -> Result<Vec<PolicyRow>> {
+        let rows =
+            sqlx::query("SELECT * FROM auth_policies WHERE owner_id = $1 ORDER BY created_at, id")
+                .bind(owner_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(Self::policy_from_row).collect()
+    }
+
+    /// Delete a policy. Returns false if there was none.
+    pub async fn delete_policy(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM auth_policies WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Whether any registered endpoint names this policy.
+    pub async fn policy_in_use(&self, id: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM endpoints WHERE authentication_policy = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     // ----- functions -----
@@ -462,6 +584,8 @@ impl Store {
             locked_until: r.try_get("locked_until")?,
             last_heartbeat: r.try_get("last_heartbeat")?,
             heartbeat_period: r.try_get("heartbeat_period")?,
+            authentication_policy: r.try_get("authentication_policy")?,
+            subscription_id: r.try_get("subscription_id")?,
         })
     }
 
@@ -493,10 +617,13 @@ impl Store {
         let now = now_i64();
         sqlx::query(
             "INSERT INTO endpoints (id, owner_id, name, display_name, multi_user, public, high_assurance, metadata, \
-             allowed_functions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             allowed_functions, authentication_policy, subscription_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, display_name = excluded.display_name, \
              multi_user = excluded.multi_user, public = excluded.public, high_assurance = excluded.high_assurance, \
-             metadata = excluded.metadata, allowed_functions = excluded.allowed_functions, updated_at = excluded.updated_at",
+             metadata = excluded.metadata, allowed_functions = excluded.allowed_functions, \
+             authentication_policy = excluded.authentication_policy, subscription_id = excluded.subscription_id, \
+             updated_at = excluded.updated_at",
         )
         .bind(&e.id)
         .bind(&e.owner_id)
@@ -507,6 +634,8 @@ impl Store {
         .bind(e.high_assurance as i64)
         .bind(&e.metadata)
         .bind(e.allowed_functions.clone())
+        .bind(e.authentication_policy.clone())
+        .bind(e.subscription_id.clone())
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -733,6 +862,7 @@ impl Store {
             id: r.try_get("id")?,
             task_group_id: r.try_get("task_group_id")?,
             owner_id: r.try_get("owner_id")?,
+            endpoint_id: r.try_get("endpoint_id")?,
             status: r.try_get("status")?,
             result: r.try_get("result")?,
             exception: r.try_get("exception")?,
@@ -743,7 +873,7 @@ impl Store {
         })
     }
 
-    const TASK_COLS: &'static str = "id, task_group_id, owner_id, status, result, exception, details, completion_t, forwarded, created_at";
+    const TASK_COLS: &'static str = "id, task_group_id, owner_id, endpoint_id, status, result, exception, details, completion_t, forwarded, created_at";
 
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
         let row = sqlx::query(&format!(

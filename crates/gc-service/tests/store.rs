@@ -2,7 +2,9 @@
 //! (`GCRS_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, is used
 //! only to create and drop the per-run database).
 
-use gc_service::store::{IdentityRow, NewTask, Outcome, Store, now_f64, now_i64};
+use gc_service::store::{
+    EndpointRow, IdentityRow, NewTask, Outcome, PolicyRow, Store, now_f64, now_i64,
+};
 use sqlx::Connection;
 
 fn admin_url() -> String {
@@ -176,10 +178,90 @@ async fn exercise(url: &str) {
         (false, Some("failed"), Some(11.0))
     );
 
+    policies_and_endpoints(&store).await;
+
     // Revoking a client kills its tokens.
     assert!(store.revoke_client("c1").await.unwrap());
     assert!(store.valid_token("live").await.unwrap().is_none());
     assert!(store.client_secret_hash("c1").await.unwrap().is_none());
+}
+
+/// Authentication policies round-trip (lists as JSON, nulls kept), endpoints keep the policy
+/// and subscription they registered with, and tokens record when their holder authenticated.
+async fn policies_and_endpoints(store: &Store) {
+    let tok = store.valid_token("live").await.unwrap().unwrap();
+    let at = tok.authenticated_at.expect("authentication time recorded");
+    assert!((now_i64() - at).abs() <= 5);
+
+    let mut p = PolicyRow {
+        id: "p1".into(),
+        owner_id: "c1".into(),
+        project_id: "proj".into(),
+        display_name: "Uni only".into(),
+        description: String::new(),
+        high_assurance: true,
+        authentication_assurance_timeout: Some(1800),
+        required_mfa: false,
+        domain_constraints_include: Some(vec!["uni.edu".into(), "*.uni.edu".into()]),
+        domain_constraints_exclude: None,
+    };
+    store.upsert_policy(&p).await.unwrap();
+    assert_eq!(store.policy("p1").await.unwrap().as_ref(), Some(&p));
+    p.domain_constraints_include = None;
+    p.domain_constraints_exclude = Some(vec!["evil.org".into()]);
+    p.authentication_assurance_timeout = None;
+    store.upsert_policy(&p).await.unwrap();
+    assert_eq!(store.policy("p1").await.unwrap().as_ref(), Some(&p));
+    assert_eq!(store.policies_of("c1").await.unwrap(), vec![p.clone()]);
+    assert!(store.policies_of("other").await.unwrap().is_empty());
+    assert!(store.policy("nope").await.unwrap().is_none());
+    assert!(!store.policy_in_use("p1").await.unwrap());
+
+    let mut ep = EndpointRow {
+        id: "ep-ha".into(),
+        owner_id: "c1".into(),
+        name: "ha".into(),
+        display_name: "ha".into(),
+        multi_user: false,
+        public: true,
+        high_assurance: true,
+        metadata: "{}".into(),
+        allowed_functions: None,
+        locked_until: None,
+        last_heartbeat: None,
+        heartbeat_period: None,
+        authentication_policy: Some("p1".into()),
+        subscription_id: Some("sub".into()),
+    };
+    store.upsert_endpoint(&ep).await.unwrap();
+    let got = store.endpoint("ep-ha").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.authentication_policy.as_deref(),
+            got.subscription_id.as_deref(),
+            got.high_assurance
+        ),
+        (Some("p1"), Some("sub"), true)
+    );
+    assert!(store.policy_in_use("p1").await.unwrap());
+    // Re-registration without a policy clears it.
+    ep.authentication_policy = None;
+    store.upsert_endpoint(&ep).await.unwrap();
+    assert_eq!(
+        store
+            .endpoint("ep-ha")
+            .await
+            .unwrap()
+            .unwrap()
+            .authentication_policy,
+        None
+    );
+    assert!(store.delete_policy("p1").await.unwrap());
+    assert!(!store.delete_policy("p1").await.unwrap());
+    store.delete_endpoint("ep-ha").await.unwrap();
+
+    // Tasks remember the endpoint they ran on.
+    assert_eq!(store.task("t1").await.unwrap().unwrap().endpoint_id, "ep");
 }
 
 #[tokio::test]
