@@ -1,0 +1,70 @@
+//! Running scheduler commands (`sbatch`, `squeue`, `qsub`…) with `cmd_timeout`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::ProviderError;
+
+/// Standard output of a command that succeeded.
+pub(crate) async fn run(
+    program: &str,
+    args: &[String],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, ProviderError> {
+    let line = command_line(program, args);
+    let mut command = Command::new(program);
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ProviderError::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(source)) => {
+            return Err(ProviderError::Spawn {
+                command: line,
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(ProviderError::Timeout {
+                command: line,
+                timeout,
+            });
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        return Ok(stdout);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(ProviderError::Failed {
+        command: line,
+        status: out.status.to_string(),
+        stderr: if stderr.is_empty() {
+            stdout.trim().to_string()
+        } else {
+            stderr
+        },
+    })
+}
+
+pub(crate) fn command_line(program: &str, args: &[String]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
