@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,39 +44,8 @@ double = _FUNCS["double"]
 boom = _FUNCS["boom"]
 
 
-def endpoint_bin() -> str:
-    explicit = os.environ.get("GCRS_ENDPOINT_BIN")
-    if explicit:
-        return explicit
-    target = os.environ.get("CARGO_TARGET_DIR") or str(svc.REPO / "target")
-    return str(Path(target) / "debug" / "globus-compute-endpoint")
-
-
-class OurEndpoint(svc.UpstreamEndpoint):
-    """The service tests' endpoint fixture, running our binary instead of upstream's. The
-    binary is copied next to the throwaway user's home so that user can execute it."""
-
-    NAME = "gcrs-our-ep"
-
-    def _cmd(self, argv: list[str]) -> list[str]:
-        if argv and argv[0] == "globus-compute-endpoint":
-            exe = self.root / "bin" / "globus-compute-endpoint"
-            if not exe.exists():
-                exe.parent.mkdir(exist_ok=True)
-                shutil.copy2(endpoint_bin(), exe)
-                exe.parent.chmod(0o755)
-                exe.chmod(0o755)
-            argv = [str(exe), *argv[1:]]
-        return super()._cmd(argv)
-
-    def run_cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self._cmd(["globus-compute-endpoint", *args]),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=self.home,
-        )
+endpoint_bin = svc.endpoint_bin
+OurEndpoint = svc.OurEndpoint
 
 
 @pytest.fixture(scope="module")

@@ -288,6 +288,43 @@ class UpstreamEndpoint:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def endpoint_bin() -> str:
+    """OUR ``globus-compute-endpoint``: ``GCRS_ENDPOINT_BIN``, default
+    ``$CARGO_TARGET_DIR/debug/globus-compute-endpoint``."""
+    explicit = os.environ.get("GCRS_ENDPOINT_BIN")
+    if explicit:
+        return explicit
+    target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
+    return str(Path(target) / "debug" / "globus-compute-endpoint")
+
+
+class OurEndpoint(UpstreamEndpoint):
+    """The same fixture running our binary instead of upstream's. The binary is copied next
+    to the throwaway user's home so that user can execute it."""
+
+    NAME = "gcrs-our-ep"
+
+    def _cmd(self, argv: list[str]) -> list[str]:
+        if argv and argv[0] == "globus-compute-endpoint":
+            exe = self.root / "bin" / "globus-compute-endpoint"
+            if not exe.exists():
+                exe.parent.mkdir(exist_ok=True)
+                shutil.copy2(endpoint_bin(), exe)
+                exe.parent.chmod(0o755)
+                exe.chmod(0o755)
+            argv = [str(exe), *argv[1:]]
+        return super()._cmd(argv)
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self._cmd(["globus-compute-endpoint", *args]),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.home,
+        )
+
+
 class Site:
     """A running service with one client and one upstream endpoint owned by that client."""
 
