@@ -62,12 +62,13 @@ fn ctime(ts: i64) -> String {
 }
 
 /// Checks one message in upstream's order: envelope and JSON, clock skew, required keys and
-/// command name, then the owner's identity set. `now` is seconds since the epoch.
+/// command name, then the owner's identity set (`None` with identity mapping, where the
+/// mapping decides instead, ENDPOINT §4.1). `now` is seconds since the epoch.
 pub fn check(
     envelope: Envelope<'_>,
     body: &[u8],
     now: i64,
-    owner_identities: &BTreeSet<String>,
+    owner_identities: Option<&BTreeSet<String>>,
 ) -> Result<StartEndpoint, Rejection> {
     if envelope.content_type != Some("application/json") {
         return Err(Rejection::Drop(format!(
@@ -116,7 +117,9 @@ pub fn check(
         }
         _ => notice(GENERAL_FAILURE_TEXT.into()),
     })?;
-    if !start.identity_subs().any(|s| owner_identities.contains(s)) {
+    if let Some(owners) = owner_identities
+        && !start.identity_subs().any(|s| owners.contains(s))
+    {
         return Err(notice(format!(
             "Ignoring start request for untrusted identity.\n  Globus effective identity: {}\n  \
              Globus username: {}",
@@ -155,7 +158,7 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_command() {
-        let start = check(JSON, &body(good()), 1100, &owners()).unwrap();
+        let start = check(JSON, &body(good()), 1100, Some(&owners())).unwrap();
         assert_eq!(start.name, "uep.x.y");
     }
 
@@ -166,7 +169,7 @@ mod tests {
             ..JSON
         };
         assert!(matches!(
-            check(e, &body(good()), 1000, &owners()),
+            check(e, &body(good()), 1000, Some(&owners())),
             Err(Rejection::Drop(_))
         ));
         let e = Envelope {
@@ -174,20 +177,20 @@ mod tests {
             ..JSON
         };
         assert!(matches!(
-            check(e, &body(good()), 1000, &owners()),
+            check(e, &body(good()), 1000, Some(&owners())),
             Err(Rejection::Drop(_))
         ));
         assert!(matches!(
-            check(JSON, b"[1]", 1000, &owners()),
+            check(JSON, b"[1]", 1000, Some(&owners())),
             Err(Rejection::Drop(_))
         ));
     }
 
     #[test]
     fn skew_over_180_s_is_refused_with_notice() {
-        assert!(check(JSON, &body(good()), 1180, &owners()).is_ok());
-        assert!(check(JSON, &body(good()), 820, &owners()).is_ok());
-        match check(JSON, &body(good()), 1181, &owners()) {
+        assert!(check(JSON, &body(good()), 1180, Some(&owners())).is_ok());
+        assert!(check(JSON, &body(good()), 820, Some(&owners())).is_ok());
+        match check(JSON, &body(good()), 1181, Some(&owners())) {
             Err(Rejection::Notice { text, amqp_creds }) => {
                 assert!(text.starts_with("Ignoring command from server\nCommand too old"));
                 assert!(text.contains("Command timestamp:  1000 ("));
@@ -201,7 +204,7 @@ mod tests {
     fn missing_key_and_untrusted_identity() {
         let mut v = good();
         v.as_object_mut().unwrap().remove("globus_username");
-        match check(JSON, &body(v), 1000, &owners()) {
+        match check(JSON, &body(v), 1000, Some(&owners())) {
             Err(Rejection::Notice { text, .. }) => {
                 assert_eq!(
                     text,
@@ -212,7 +215,7 @@ mod tests {
         }
         let mut v = good();
         v["globus_identity_set"] = json!([{"sub": "someone-else"}]);
-        match check(JSON, &body(v), 1000, &owners()) {
+        match check(JSON, &body(v), 1000, Some(&owners())) {
             Err(Rejection::Notice { text, .. }) => assert_eq!(
                 text,
                 format!(
@@ -224,7 +227,7 @@ mod tests {
         }
         let mut v = good();
         v["command"] = json!("cmd_stop");
-        assert!(matches!(check(JSON, &body(v), 1000, &owners()),
+        assert!(matches!(check(JSON, &body(v), 1000, Some(&owners())),
             Err(Rejection::Notice { text, .. }) if text == INVALID_COMMAND_TEXT));
     }
 }

@@ -37,12 +37,17 @@
 //!
 //! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
 //! credentials inline in `amqp_creds` instead, so credentials of a running UEP are not
-//! rotated), identity mapping with uid changes and PAM (a privileged MEP without a mapping
-//! file works as upstream's root-without-mapping: `multi_user`, cleared UEP environment,
-//! owner identities only; [`start`] refuses a mapping file), `setsid` for UEPs (they get
-//! their own process group), detaching and the console banner.
+//! rotated), the HA audit log, detaching and the console banner.
+//!
+//! A privileged MEP with `identity_mapping_config_path` ([`MepOptions::identity_mapping`])
+//! maps each start command's identity set to a local account and starts the UEP through the
+//! [`bootstrap`] program after dropping privileges to that account (optionally inside a PAM
+//! account/session check); see `docs/multi-user.md`. Without a mapping file a privileged MEP
+//! works as upstream's root-without-mapping: `multi_user`, cleared UEP environment, owner
+//! identities only.
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod command;
 pub mod pidfile;
 pub mod privilege;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gc_broker::{
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::command::{self, Envelope, Rejection};
 use crate::register::Registration;
-use crate::uep::{self, Context};
+use crate::uep::{self, Context, LocalUser};
 
 /// How long the final heartbeat and failure notices may take.
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
@@ -39,6 +40,12 @@ pub enum MepError {
     /// The current executable could not be determined.
     #[error("cannot determine the current executable: {0}")]
     CurrentExe(#[source] std::io::Error),
+    /// The identity mapping file could not be loaded (ENDPOINT §4.2 step 8).
+    #[error("{0} -- Unable to read identity mapping configuration")]
+    IdentityMapping(#[from] gc_idmap::FileError),
+    /// A multi-user endpoint needs `email`.
+    #[error("Multi-user endpoints require a contact email; set `email` in config.yaml.")]
+    NoEmail,
 }
 
 impl MepError {
@@ -47,7 +54,8 @@ impl MepError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MepError::QueueInfo(_) | MepError::EndpointId(_) => 70,
-            MepError::CurrentExe(_) => 1,
+            MepError::CurrentExe(_) | MepError::NoEmail => 1,
+            MepError::IdentityMapping(e) => i32::from(e.exit_code()),
         }
     }
 }
@@ -96,6 +104,9 @@ pub struct MepOptions {
     pub child_program: PathBuf,
     /// Where to report [`MepEvent`]s, if anywhere.
     pub events: Option<mpsc::UnboundedSender<MepEvent>>,
+    /// Identity mapping (a privileged MEP with `identity_mapping_config_path`): start
+    /// commands are mapped to local users and UEPs run as them (ENDPOINT §4.4–§4.5).
+    pub identity_mapping: Option<Arc<gc_idmap::ReloadingMapping>>,
 }
 
 impl MepOptions {
@@ -106,6 +117,15 @@ impl MepOptions {
         endpoint_dir: PathBuf,
         config: CoreEndpointConfig,
     ) -> Result<Self, MepError> {
+        let identity_mapping = match &config.identity_mapping_config_path {
+            Some(path) if crate::privilege::can_change_user() => {
+                if config.email.is_none() {
+                    return Err(MepError::NoEmail);
+                }
+                Some(Arc::new(gc_idmap::ReloadingMapping::open(path.clone())?))
+            }
+            _ => None,
+        };
         let compute_dir = endpoint_dir
             .parent()
             .map(PathBuf::from)
@@ -113,16 +133,22 @@ impl MepOptions {
         Ok(MepOptions {
             name: name.into(),
             endpoint_dir,
-            config,
             compute_dir,
             child_program: std::env::current_exe().map_err(MepError::CurrentExe)?,
             events: None,
+            identity_mapping,
+            config,
         })
     }
 }
 
+/// A reaped child: pid, status, and the bootstrap's stderr text (mapped users only).
+type Exit = (u32, std::io::Result<ExitStatus>, Option<String>);
+
 /// One live UEP child.
 struct Child {
+    /// The local user it runs as (for notices).
+    user: String,
     name: String,
     /// The start command's `amqp_creds`, for a notice if the process is killed.
     amqp_creds: Map<String, Value>,
@@ -231,7 +257,7 @@ struct Mep {
     registration: Registration,
     base_env: BTreeMap<String, String>,
     children: HashMap<u32, Child>,
-    exits: mpsc::UnboundedSender<(u32, std::io::Result<ExitStatus>)>,
+    exits: mpsc::UnboundedSender<Exit>,
     stopping: bool,
     privileged: bool,
 }
@@ -306,7 +332,7 @@ pub async fn run(
                     break StopCause::CommandQueueLost(e.to_string());
                 }
             },
-            Some((pid, status)) = exit_rx.recv() => mep.reaped(pid, status).await,
+            Some((pid, status, text)) = exit_rx.recv() => mep.reaped(pid, status, text).await,
         }
     };
 
@@ -351,7 +377,12 @@ impl Mep {
             content_type: props.content_type().as_ref().map(|s| s.as_str()),
             timestamp: *props.timestamp(),
         };
-        match command::check(envelope, &d.body, now_s(), &self.registration.identity_set) {
+        let owners = self
+            .opts
+            .identity_mapping
+            .is_none()
+            .then_some(&self.registration.identity_set);
+        match command::check(envelope, &d.body, now_s(), owners) {
             Err(Rejection::Drop(text)) => {
                 tracing::error!("{text}");
                 self.event(MepEvent::Rejected {
@@ -390,7 +421,11 @@ impl Mep {
             self.event(event);
             return;
         }
+        if self.opts.identity_mapping.is_some() {
+            return self.start_mapped(start).await;
+        }
         let ctx = Context {
+            uid_change: false,
             endpoint_dir: &self.opts.endpoint_dir,
             config: &self.opts.config,
             compute_dir: &self.opts.compute_dir,
@@ -477,11 +512,12 @@ impl Mep {
         let exits = self.exits.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
-            let _ = exits.send((pid, status));
+            let _ = exits.send((pid, status, None));
         });
         self.children.insert(
             pid,
             Child {
+                user: user.clone(),
                 name: start.name.clone(),
                 amqp_creds: start.amqp_creds.clone(),
                 describe,
@@ -498,13 +534,276 @@ impl Mep {
         );
     }
 
-    async fn reaped(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
+    /// Maps the command's identity set to a local account (ENDPOINT §4.4, IDENTITY-MAPPING
+    /// §7); the error is the failure-notice text.
+    async fn map_identity(
+        &self,
+        mapping: &Arc<gc_idmap::ReloadingMapping>,
+        start: &StartEndpoint,
+    ) -> Result<(LocalUser, Option<String>), String> {
+        let identity_lines = format!(
+            "\n  Globus effective identity: {}\n  Globus username: {}",
+            command::display(&start.globus_effective_identity),
+            command::display(&start.globus_username)
+        );
+        let ids = serde_json::to_string(&start.globus_identity_set)
+            .ok()
+            .and_then(|t| gc_idmap::json::parse(&t).ok());
+        let Some(gc_idmap::json::Json::Array(ids)) = ids else {
+            return Err(format!(
+                "Unhandled error attempting to map to a local user name.{identity_lines}"
+            ));
+        };
+        let mapping = Arc::clone(mapping);
+        let ctx = gc_idmap::ExternalContext::for_endpoint(self.registration.endpoint_id.clone());
+        // External mappers run programs: keep them off the event loop.
+        let outcome = tokio::task::spawn_blocking(move || {
+            if let gc_idmap::ReloadStatus::Kept(e) = mapping.reload_if_changed() {
+                tracing::error!(
+                    "Identity mapping file not reloaded; keeping the previous one: {e}"
+                );
+            }
+            mapping.current().map_identities(&ids, &ctx)
+        })
+        .await
+        .map_err(|e| {
+            format!("Unhandled error attempting to map to a local user name. ({e}){identity_lines}")
+        })?;
+        let (username, globus_id) = match outcome {
+            gc_idmap::MappingOutcome::Mapped {
+                identity_id,
+                username,
+            } => (username, identity_id.as_str().map(String::from)),
+            gc_idmap::MappingOutcome::EmptyUsername { .. }
+            | gc_idmap::MappingOutcome::NoMapping => {
+                return Err(format!(
+                    "Identity failed to map to a local user name.  (LookupError) no mapping \
+                     configuration matched the identity set{identity_lines}"
+                ));
+            }
+        };
+        match LocalUser::by_name(&username) {
+            Ok(Some(user)) => Ok((user, globus_id)),
+            Ok(None) | Err(_) => Err(format!(
+                "(KeyError)\n  Identity mapped to a local user name, but local user does not \
+                 exist.\n  Local user name: {username}{identity_lines}"
+            )),
+        }
+    }
+
+    /// §4.5 for a mapped user: lookups and privileged reads here, the rest in the bootstrap
+    /// program ([`crate::bootstrap`]) after the privilege drop.
+    async fn start_mapped(&mut self, start: StartEndpoint) {
+        let Some(mapping) = self.opts.identity_mapping.clone() else {
+            return;
+        };
+        let refuse = |this: &Self, text: String| {
+            tracing::error!("{text}");
+            send_failure_notice(&start.amqp_creds, text.clone());
+            this.event(MepEvent::StartFailed {
+                name: start.name.clone(),
+                text,
+            });
+        };
+        let (user, globus_id) = match self.map_identity(&mapping, &start).await {
+            Ok(found) => found,
+            Err(text) => return refuse(self, text),
+        };
+        let my_uid = nix::unistd::getuid().as_raw();
+        let me = LocalUser::current();
+        if user.uid == my_uid || me.as_ref().is_some_and(|m| m.name == user.name) {
+            tracing::error!(
+                "Requested UID is same as Core Endpoint UID on a user-mapped Core Endpoint. To \
+                 allow the same UID to run tasks, consider:\n * using a non-root user,\n * \
+                 removing privileges from the UID, or\n * removing the identity mapping \
+                 configuration file ({}).\n\nDetails:\n  MU Process UID: {my_uid} ({})\n  \
+                 Requested UID:  {} ({})\n  Via identity:   {}",
+                mapping.path().display(),
+                me.as_ref().map(|m| m.name.as_str()).unwrap_or(""),
+                user.uid,
+                user.name,
+                globus_id.as_deref().unwrap_or("None"),
+            );
+            return refuse(self, command::INVALID_COMMAND_TEXT.to_string());
+        }
+        let start_failed = |this: &Self, e: uep::PrepareError| {
+            refuse(
+                this,
+                format!(
+                    "Unable to start user endpoint process for {} {e}",
+                    user.name
+                ),
+            )
+        };
+        let sources = match uep::read_sources(&self.opts.endpoint_dir, &self.opts.config) {
+            Ok(s) => s,
+            Err(e) => return start_failed(self, e),
+        };
+        let config_path = self.opts.endpoint_dir.join("config.yaml");
+        let config_yaml = match std::fs::read_to_string(&config_path) {
+            Ok(t) => t,
+            Err(e) => {
+                return start_failed(
+                    self,
+                    uep::PrepareError {
+                        code: 70,
+                        kind: "OSError".into(),
+                        message: format!("{}: {e}", config_path.display()),
+                    },
+                );
+            }
+        };
+        let pam = &self.opts.config.pam;
+        let document = crate::bootstrap::Document {
+            name: start.name.clone(),
+            args: start.args.clone(),
+            user_opts: start.user_opts.clone(),
+            user_runtime: start.user_runtime.clone(),
+            amqp_creds: start.amqp_creds.clone(),
+            config_yaml,
+            config_source: config_path.display().to_string(),
+            sources,
+            user: user.clone(),
+            globus_id: globus_id.clone(),
+            mep_pid: std::process::id(),
+            program: self.opts.child_program.clone(),
+            pam_service: pam.enable.then(|| pam.service_name.clone()),
+        };
+        let document = match serde_json::to_vec(&document) {
+            Ok(d) => d,
+            Err(e) => {
+                return start_failed(
+                    self,
+                    uep::PrepareError {
+                        code: 70,
+                        kind: "ValueError".into(),
+                        message: e.to_string(),
+                    },
+                );
+            }
+        };
+        let mut cmd = std::process::Command::new(&self.opts.child_program);
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.arg0("globus-compute-endpoint")
+                .arg(crate::bootstrap::SUBCOMMAND)
+                .arg(&start.name)
+                .env_clear()
+                .current_dir("/")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+        }
+        if !pam.enable {
+            let who = gc_sys::Identity {
+                uid: gc_sys::Uid(user.uid),
+                gid: gc_sys::Gid(user.gid),
+                groups: user.groups.iter().copied().map(gc_sys::Gid).collect(),
+            };
+            gc_sys::drop_before_exec(&mut cmd, who, gc_sys::DropOptions::default());
+        }
+        let mut child = match tokio::process::Command::from(cmd).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                // A failed privilege drop fails the spawn (the hook can only return errno).
+                tracing::error!(
+                    "Unable to start the user endpoint bootstrap as {} (uid {}): {e}",
+                    user.name,
+                    user.uid
+                );
+                return start_failed(
+                    self,
+                    uep::PrepareError {
+                        code: 71,
+                        kind: "PermissionError".into(),
+                        message: "see your system administrator".into(),
+                    },
+                );
+            }
+        };
+        let Some(pid) = child.id() else {
+            return;
+        };
+        let describe = format!(
+            "({}, {}) globus-compute-endpoint _start-user-endpoint {} {}",
+            user.name,
+            start.name,
+            start.name,
+            start.args.join(" ")
+        );
+        tracing::info!("Creating new user endpoint (pid: {pid}) [{describe}]");
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Err(e) = stdin.write_all(&document).await {
+                tracing::error!("Unable to write the bootstrap document of pid {pid}: {e}");
+            }
+            drop(stdin);
+        }
+        let stderr = child.stderr.take();
+        let exits = self.exits.clone();
+        tokio::spawn(async move {
+            let mut text = String::new();
+            if let Some(mut err) = stderr {
+                use tokio::io::AsyncReadExt;
+                let mut bytes = Vec::new();
+                let _ = err.read_to_end(&mut bytes).await;
+                text = String::from_utf8_lossy(&bytes).into_owned();
+                for line in text.lines() {
+                    tracing::warn!("UserEndpointProcess_Bootstrap(PreExec) [pid {pid}] {line}");
+                }
+            }
+            let status = child.wait().await;
+            let _ = exits.send((pid, status, Some(text)));
+        });
+        self.children.insert(
+            pid,
+            Child {
+                user: user.name.clone(),
+                name: start.name.clone(),
+                amqp_creds: start.amqp_creds.clone(),
+                describe,
+                cached: None,
+            },
+        );
+        self.event(MepEvent::Spawned {
+            pid,
+            name: start.name.clone(),
+        });
+        tracing::info!(
+            "Command process successfully forked for '{}' (Globus effective identity: {}).",
+            user.name,
+            command::display(&start.globus_effective_identity)
+        );
+    }
+
+    async fn reaped(
+        &mut self,
+        pid: u32,
+        status: std::io::Result<ExitStatus>,
+        bootstrap: Option<String>,
+    ) {
         use std::os::unix::process::ExitStatusExt;
         let Some(child) = self.children.remove(&pid) else {
             return;
         };
         let args = &child.describe;
         let code = status.as_ref().ok().and_then(ExitStatus::code);
+        // A mapped user's bootstrap failed before the UEP ran: it wrote the failure line.
+        if let Some(line) = bootstrap
+            .as_deref()
+            .filter(|_| code != Some(0))
+            .and_then(crate::bootstrap::decode_failure)
+        {
+            let text = format!(
+                "Unable to start user endpoint process for {} {line}",
+                child.user
+            );
+            tracing::error!("{text}");
+            send_failure_notice(&child.amqp_creds, text.clone());
+            self.event(MepEvent::StartFailed {
+                name: child.name.clone(),
+                text,
+            });
+        }
         self.event(MepEvent::Exited {
             pid,
             name: child.name.clone(),
@@ -561,10 +860,7 @@ impl Mep {
         }
     }
 
-    async fn stop_children(
-        &mut self,
-        exits: &mut mpsc::UnboundedReceiver<(u32, std::io::Result<ExitStatus>)>,
-    ) {
+    async fn stop_children(&mut self, exits: &mut mpsc::UnboundedReceiver<Exit>) {
         use nix::sys::signal::{Signal, kill, killpg};
         use nix::unistd::Pid;
         for (pid, child) in &self.children {
@@ -591,7 +887,7 @@ impl Mep {
             let deadline = tokio::time::Instant::now() + CHILD_WAIT;
             while !self.children.is_empty() {
                 match tokio::time::timeout_at(deadline, exits.recv()).await {
-                    Ok(Some((pid, status))) => self.reaped(pid, status).await,
+                    Ok(Some((pid, status, text))) => self.reaped(pid, status, text).await,
                     Ok(None) | Err(_) => break,
                 }
             }

@@ -90,11 +90,6 @@ pub async fn start(args: StartArgs) -> i32 {
     if privileged && config.email.is_none() {
         return refuse("Multi-user endpoints require a contact email; set `email` in config.yaml.");
     }
-    if privileged && config.identity_mapping_config_path.is_some() {
-        // Mapping identities to local users (uid changes, PAM) is not implemented here;
-        // refusing is safer than running everyone's tasks as this user.
-        return refuse("identity mapping (identity_mapping_config_path) is not supported yet");
-    }
     let urls = match ServiceUrls::for_config(&config) {
         Ok(u) => u,
         Err(e) => {

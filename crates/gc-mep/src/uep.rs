@@ -66,42 +66,143 @@ pub struct Context<'a> {
     /// Appended to the default `PATH` (upstream: the directory of the MEP's interpreter;
     /// here: the directory of the UEP program).
     pub program_dir: Option<&'a Path>,
+    /// The UEP runs as another user than the MEP: failures use the uid-change column of the
+    /// exit ladder (PROTOCOL-ENDPOINT §5.5; rungs above 70 move up by 4).
+    pub uid_change: bool,
 }
 
-/// The current user's passwd entry as `_GC.mapped_identity` (`globus.id` is null without
-/// identity mapping), and the user's name and home directory.
-fn current_user() -> (Value, String, PathBuf) {
-    use nix::unistd::{User, getgrouplist, getuid};
-    let Some(user) = User::from_uid(getuid()).ok().flatten() else {
-        return (
-            json!({"local": {}, "globus": {"id": null}}),
-            String::new(),
-            PathBuf::from("/"),
-        );
-    };
-    let groups: Vec<u32> = std::ffi::CString::new(user.name.clone())
-        .ok()
-        .and_then(|name| getgrouplist(&name, user.gid).ok())
-        .map(|g| g.iter().map(|g| g.as_raw()).collect())
-        .unwrap_or_else(|| vec![user.gid.as_raw()]);
-    let identity = json!({
-        "local": {
-            "uname": user.name,
-            "uid": user.uid.as_raw(),
-            "gid": user.gid.as_raw(),
-            "gecos": user.gecos.to_string_lossy(),
-            "shell": user.shell.to_string_lossy(),
-            "dir": user.dir.to_string_lossy(),
-            "groups": groups,
-        },
-        "globus": {"id": null},
-    });
-    let home = if user.dir.is_dir() {
-        user.dir.clone()
-    } else {
-        PathBuf::from("/")
-    };
-    (identity, user.name, home)
+impl Context<'_> {
+    /// The exit status of a failed rung, given its same-user value.
+    #[must_use]
+    pub fn rung(&self, same_user: i32) -> i32 {
+        if self.uid_change && same_user > 70 {
+            same_user + 4
+        } else {
+            same_user
+        }
+    }
+}
+
+/// What is read from the MEP directory while still privileged (ENDPOINT §4.5 steps 2 and 4):
+/// the template, the user-option schema and the `user_environment.yaml` variables.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sources {
+    /// Template text.
+    pub template: String,
+    /// Where it was read from (its directory serves `{% include %}`).
+    pub template_path: PathBuf,
+    /// The schema, if there is one.
+    pub schema: Option<Value>,
+    /// `user_environment.yaml` (empty when absent or unusable).
+    pub user_env: BTreeMap<String, String>,
+}
+
+/// Reads the [`Sources`] of a UEP start; failures are rung 70.
+pub fn read_sources(
+    endpoint_dir: &Path,
+    cfg: &CoreEndpointConfig,
+) -> Result<Sources, PrepareError> {
+    let (template, template_path) =
+        template::read_user_config_template(&cfg.template_path(endpoint_dir))
+            .map_err(|e| fail(70, "FileNotFoundError", e.to_string()))?;
+    let schema = template::read_user_config_schema(&cfg.schema_path(endpoint_dir))
+        .map_err(|e| fail(70, "ValueError", e.to_string()))?;
+    let mut user_env = BTreeMap::new();
+    let env_file = endpoint_dir.join("user_environment.yaml");
+    if let Ok(text) = std::fs::read_to_string(&env_file) {
+        match gc_config::user_env::load_user_environment(&text, &env_file.display().to_string()) {
+            Ok(vars) if vars.is_empty() => {
+                tracing::info!("No variables parsed from: {}", env_file.display())
+            }
+            Ok(vars) => user_env = vars,
+            Err(e) => tracing::warn!(
+                "Using only default environment variables as no variables read from \
+                 environment file.  Is it a valid YAML file?  (Hint: the `yq` command line \
+                 utility may be helpful.)  {e}"
+            ),
+        }
+    }
+    Ok(Sources {
+        template,
+        template_path,
+        schema,
+        user_env,
+    })
+}
+
+/// A local account as the UEP sees it (passwd entry and group list, looked up before any
+/// fork).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LocalUser {
+    /// `pw_name`.
+    pub name: String,
+    /// `pw_uid`.
+    pub uid: u32,
+    /// `pw_gid`.
+    pub gid: u32,
+    /// `getgrouplist(name, gid)`.
+    pub groups: Vec<u32>,
+    /// `pw_gecos`.
+    pub gecos: String,
+    /// `pw_shell`.
+    pub shell: String,
+    /// `pw_dir`.
+    pub dir: PathBuf,
+}
+
+impl LocalUser {
+    fn from_nix(user: nix::unistd::User) -> LocalUser {
+        let groups: Vec<u32> = std::ffi::CString::new(user.name.clone())
+            .ok()
+            .and_then(|name| nix::unistd::getgrouplist(&name, user.gid).ok())
+            .map(|g| g.iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_else(|| vec![user.gid.as_raw()]);
+        LocalUser {
+            groups,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            gecos: user.gecos.to_string_lossy().into_owned(),
+            shell: user.shell.to_string_lossy().into_owned(),
+            dir: user.dir,
+            name: user.name,
+        }
+    }
+
+    /// `getpwnam(name)` and the group list; `Ok(None)` when there is no such account.
+    pub fn by_name(name: &str) -> Result<Option<LocalUser>, nix::Error> {
+        Ok(nix::unistd::User::from_name(name)?.map(LocalUser::from_nix))
+    }
+
+    /// The account of this process, if it has one.
+    #[must_use]
+    pub fn current() -> Option<LocalUser> {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(LocalUser::from_nix)
+    }
+
+    /// The home directory if it is a directory, else `/` (ENDPOINT §4.5 step 5).
+    #[must_use]
+    pub fn home(&self) -> PathBuf {
+        if self.dir.is_dir() {
+            self.dir.clone()
+        } else {
+            PathBuf::from("/")
+        }
+    }
+
+    /// `_GC.mapped_identity` of the template.
+    #[must_use]
+    pub fn mapped_identity(&self, globus_id: Option<&str>) -> Value {
+        json!({
+            "local": {
+                "uname": self.name, "uid": self.uid, "gid": self.gid, "gecos": self.gecos,
+                "shell": self.shell, "dir": self.dir.to_string_lossy(), "groups": self.groups,
+            },
+            "globus": {"id": globus_id},
+        })
+    }
 }
 
 /// `release` of a PEP 440 version as numbers (`"4.9.0"` → `[4, 9, 0]`); `None` if it does
@@ -136,39 +237,44 @@ fn raw_text(v: &Value) -> String {
     }
 }
 
-/// Does the work of the forked child up to `exec` (ENDPOINT §4.5 child steps 2–17).
+/// Does the work of the forked child up to `exec` for a UEP of the MEP's own user
+/// (ENDPOINT §4.5 child steps 2–17).
 pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, PrepareError> {
-    // Step 2: template and schema.
-    let cfg = ctx.config;
-    let (template_text, template_path) =
-        template::read_user_config_template(&cfg.template_path(ctx.endpoint_dir))
-            .map_err(|e| fail(70, "FileNotFoundError", e.to_string()))?;
-    let schema = template::read_user_config_schema(&cfg.schema_path(ctx.endpoint_dir))
-        .map_err(|e| fail(70, "ValueError", e.to_string()))?;
+    let sources = read_sources(ctx.endpoint_dir, ctx.config)?;
+    let user = LocalUser::current().unwrap_or(LocalUser {
+        name: String::new(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        groups: vec![],
+        gecos: String::new(),
+        shell: String::new(),
+        dir: PathBuf::from("/"),
+    });
+    prepare_with(ctx, start, &sources, &user, None)
+}
 
-    // Step 4: user_environment.yaml merged into the inherited environment.
+/// [`prepare`] from [`Sources`] read earlier, for `user` (already the process's user when
+/// this runs: rendering happens as the user), matched through `globus_id` if mapped.
+pub fn prepare_with(
+    ctx: &Context<'_>,
+    start: &StartEndpoint,
+    sources: &Sources,
+    user: &LocalUser,
+    globus_id: Option<&str>,
+) -> Result<Prepared, PrepareError> {
+    let cfg = ctx.config;
+    // Steps 3 and 4: user_environment.yaml merged into the inherited (or empty) environment.
     let mut env = if ctx.privileged {
         BTreeMap::new()
     } else {
         ctx.base_env.clone()
     };
-    let env_file = ctx.endpoint_dir.join("user_environment.yaml");
-    if let Ok(text) = std::fs::read_to_string(&env_file) {
-        match gc_config::user_env::load_user_environment(&text, &env_file.display().to_string()) {
-            Ok(vars) if vars.is_empty() => {
-                tracing::info!("No variables parsed from: {}", env_file.display())
-            }
-            Ok(vars) => env.extend(vars),
-            Err(e) => tracing::warn!(
-                "Using only default environment variables as no variables read from \
-                 environment file.  Is it a valid YAML file?  (Hint: the `yq` command line \
-                 utility may be helpful.)  {e}"
-            ),
-        }
-    }
+    env.extend(sources.user_env.clone());
+    let mapped_identity = user.mapped_identity(globus_id);
+    let home = user.home();
+    let user = user.name.clone();
 
     // Steps 5 and 8: defaults, set only if absent.
-    let (mapped_identity, user, home) = current_user();
     let mut set_default = |k: &str, v: String| {
         env.entry(k.to_string()).or_insert(v);
     };
@@ -185,9 +291,9 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
     let user_opts = Value::Object(start.user_opts.clone());
     let user_runtime = Value::Object(start.user_runtime.clone());
     let rendered = template::render_user_config(&RenderInputs {
-        template: &template_text,
-        template_dir: template_path.parent(),
-        schema: schema.as_ref(),
+        template: &sources.template,
+        template_dir: sources.template_path.parent(),
+        schema: sources.schema.as_ref(),
         user_opts: &user_opts,
         user_runtime: &user_runtime,
         parent_config: cfg,
@@ -195,7 +301,7 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
         env: &env,
     })
     .and_then(|text| template::apply_high_assurance(&text, cfg.base.high_assurance))
-    .map_err(|e| fail(73, e.python_type(), e.to_string()))?;
+    .map_err(|e| fail(ctx.rung(73), e.python_type(), e.to_string()))?;
     if let Some(v) = start
         .user_runtime
         .get("python")
@@ -210,8 +316,13 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
         let text = raw_text(v);
         env.entry("GC_USER_SDK_VERSION".into())
             .or_insert_with(|| text.clone());
-        let rel = release(&text)
-            .ok_or_else(|| fail(73, "InvalidVersion", format!("Invalid version: '{text}'")))?;
+        let rel = release(&text).ok_or_else(|| {
+            fail(
+                ctx.rung(73),
+                "InvalidVersion",
+                format!("Invalid version: '{text}'"),
+            )
+        })?;
         if rel < vec![4, 10, 0] {
             args = vec!["start".to_string(), start.name.clone()];
             args.extend(start.args.iter().cloned());
@@ -227,7 +338,7 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
 
     // Step 11: parse the rendered YAML, create the UEP directory, build stdin.
     let uep = gc_config::UserEndpointConfig::from_yaml(&rendered, "<rendered user config>")
-        .map_err(|e| fail(75, "ValueError", e.to_string()))?;
+        .map_err(|e| fail(ctx.rung(75), "ValueError", e.to_string()))?;
     let expand = |raw: &str| {
         PathBuf::from(gc_config::expand_path(
             raw,
@@ -246,7 +357,7 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
         .as_deref()
         .map(expand)
         .unwrap_or_else(|| uep_dir.join("endpoint.log"));
-    create_private_dir(&uep_dir).map_err(|e| fail(75, "OSError", e.to_string()))?;
+    create_private_dir(&uep_dir).map_err(|e| fail(ctx.rung(75), "OSError", e.to_string()))?;
     env.insert(
         "GLOBUS_COMPUTE_ENDPOINT_DIR".into(),
         uep_dir.display().to_string(),
@@ -261,7 +372,7 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
         ep_info: EpInfo {
             posix_ppid: i64::from(ctx.mep_pid),
             globus_candidate_identities: None,
-            globus_matched_identity: None,
+            globus_matched_identity: globus_id.map(String::from),
             other: Default::default(),
         },
         mem_fd: None,
@@ -273,7 +384,7 @@ pub fn prepare(ctx: &Context<'_>, start: &StartEndpoint) -> Result<Prepared, Pre
     // Step 13: it must fit the pipe.
     if stdin.len() > MAX_LEN_DEFAULT_PIPE {
         return Err(fail(
-            77,
+            ctx.rung(77),
             "ValueError",
             format!(
                 "Unable to write {} bytes of data to stdin; the maximum allowed is {} bytes",
@@ -347,6 +458,7 @@ mod tests {
                 mep_pid: 42,
                 privileged: false,
                 program_dir: None,
+                uid_change: false,
             },
             s,
         )
