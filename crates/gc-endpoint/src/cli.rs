@@ -27,6 +27,7 @@ enum Command {
     RenderUserConfig,
     Restart,
     Start,
+    BootstrapUserEndpoint,
     StartUserEndpoint,
     Stop,
     Version,
@@ -34,7 +35,7 @@ enum Command {
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 10] = [
+    const ALL: [Command; 11] = [
         Command::Configure,
         Command::Delete,
         Command::List,
@@ -42,6 +43,7 @@ impl Command {
         Command::RenderUserConfig,
         Command::Restart,
         Command::Start,
+        Command::BootstrapUserEndpoint,
         Command::StartUserEndpoint,
         Command::Stop,
         Command::Version,
@@ -49,7 +51,10 @@ impl Command {
 
     /// Hidden commands run but are not listed in the group's help.
     fn hidden(self) -> bool {
-        matches!(self, Command::StartUserEndpoint)
+        matches!(
+            self,
+            Command::StartUserEndpoint | Command::BootstrapUserEndpoint
+        )
     }
 
     fn name(self) -> &'static str {
@@ -61,6 +66,7 @@ impl Command {
             Command::RenderUserConfig => "render-user-config",
             Command::Restart => "restart",
             Command::Start => "start",
+            Command::BootstrapUserEndpoint => "_bootstrap-user-endpoint",
             Command::StartUserEndpoint => "_start-user-endpoint",
             Command::Stop => "stop",
             Command::Version => "version",
@@ -77,6 +83,9 @@ impl Command {
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Restart => "Restarts an endpoint",
             Command::Start => "Start an endpoint",
+            Command::BootstrapUserEndpoint => {
+                "Start a user endpoint as a mapped user (run by a core endpoint)"
+            }
             Command::StartUserEndpoint => "Start a user endpoint (run by a core endpoint)",
             Command::Stop => "Stops an endpoint using the pidfile",
             Command::Version => "Show the version of globus-compute-endpoint",
@@ -92,6 +101,7 @@ impl Command {
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Restart => commands::restart::run(args),
             Command::Start => commands::start::run(args),
+            Command::BootstrapUserEndpoint => commands::bootstrap_user_endpoint::run(args),
             Command::StartUserEndpoint => commands::start_user_endpoint::run(args),
             Command::Stop => commands::stop::run(args),
             Command::Version => commands::version::run(args),

@@ -1,5 +1,6 @@
 //! One module per sub-command; each offers `run(args) -> CmdResult`.
 
+pub mod bootstrap_user_endpoint;
 pub mod common;
 pub mod configure;
 pub mod delete;
