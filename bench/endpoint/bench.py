@@ -10,23 +10,29 @@ RabbitMQ vhost) is started, a client is created, and the endpoint is configured 
 throwaway unprivileged Linux user (a root endpoint would be a privileged multi-user endpoint).
 Both run the same ``config.yaml`` and the same user endpoint template. Then:
 
-cold      ``--cold-runs`` user endpoints are started from scratch, each by one
-          ``Executor.submit(noop)`` with its own ``user_endpoint_config`` (so each is a new
-          user endpoint of the same running endpoint):
+cold      ``--cold-runs`` user endpoints are started from scratch, each by one task submitted
+          with its own ``user_endpoint_config`` (so each is a new user endpoint of the same
+          running endpoint):
             * ``start_to_heartbeat_ms`` -- from gc-service publishing the start command
               (``user_endpoints.start_sent_at``) to gc-service receiving that user endpoint's
               first heartbeat (``user_endpoints.last_heartbeat``), both stamped by the service's
               clock. Covers broker → MEP, MEP handling (template render, fork, exec), user
               endpoint start-up (config, engine, AMQP connections), heartbeat → broker → service.
-            * ``first_result_ms`` -- from ``Executor.submit`` to ``future.result()`` returning
-              in the SDK (adds the REST submit, the service waiting for the heartbeat, task
-              delivery, worker start and the result's way back).
+            * ``first_result_ms`` -- from the SDK's ``Client.batch_run`` (which returns once the
+              service has seen the heartbeat) to the result arriving in the task group's AMQP
+              result queue (adds task delivery, worker start and the result's way back).
           Each cold user endpoint is then ended with SIGTERM.
-latency   on the warm user endpoint (``user_endpoint_config`` empty, after a warm-up batch):
-          ``--latency-n`` sequential ``submit(noop)`` → ``result()`` round trips; p50/p99/mean.
+latency   on the warm user endpoint, after a warm-up batch: ``--latency-n`` sequential
+          round trips of one task submitted with ``Client.batch_run`` and taken from the task
+          group's AMQP result queue with pika (``latency_ms``); and ``--executor-latency-n``
+          round trips of ``Executor.submit(noop).result()`` (``latency_executor_ms``; the
+          Executor matches results to futures on a 0.5 s timer, which dominates).
 throughput ``--tasks`` ``Executor.submit(noop)`` calls (``batch_size`` ``--batch-size``,
           client-side API throttling off) timed from the first submit to the last result
           received (future completion callbacks), after a warm-up batch.
+queued    the same number of tasks submitted while the user endpoint and its workers are
+          stopped (SIGSTOP); the clock runs from SIGCONT to the last result received: the
+          endpoint's drain rate without the SDK's submit path in the way.
 idle      ``--idle`` seconds without tasks, then VmRSS (``/proc/PID/status``) and PSS
           (``/proc/PID/smaps_rollup``) of the endpoint (MEP) process, the user endpoint (UEP)
           process and every process below the UEP (Python workers; for upstream's
@@ -397,15 +403,30 @@ def get_token(client: dict) -> str:
     return r.json()["access_token"]
 
 
-def measure_cold(ep: Endpoint, svc: Service, runs: int, Executor) -> dict:
+def measure_cold(ep: Endpoint, svc: Service, runs: int) -> dict:
+    import pika
+    from globus_compute_sdk import Client
+
+    c = Client()
+    fid = c.register_function(noop)
+    amqp = c.get_result_amqp_url()
+    conn = pika.BlockingConnection(pika.URLParameters(amqp["connection_url"]))
+    ch = conn.channel()
     samples = []
     for i in range(runs):
         cfg = {"bench_cold_run": i}
         before = set(ep.ueps())
-        with Executor(endpoint_id=ep.endpoint_id, user_endpoint_config=cfg, api_burst_limit=10**6) as ex:
-            t0 = time.perf_counter()
-            ex.submit(noop).result(timeout=180)
-            first_result = time.perf_counter() - t0
+        b = c.create_batch(user_endpoint_config=cfg, create_websocket_queue=True)
+        b.add(fid)
+        t0 = time.perf_counter()
+        tg = c.batch_run(ep.endpoint_id, b)["task_group_id"]
+        for method, _props, _body in ch.consume(f"{amqp['queue_prefix']}{tg}", inactivity_timeout=180):
+            if method is None:
+                raise RuntimeError("no result from a cold user endpoint within 180 s")
+            ch.basic_ack(method.delivery_tag)
+            break
+        first_result = time.perf_counter() - t0
+        ch.cancel()
         row = svc.uep_row(cfg)
         new = [p for p in ep.ueps() if p not in before]
         sample = {"first_result_ms": round(first_result * 1000, 1)}
@@ -415,6 +436,7 @@ def measure_cold(ep: Endpoint, svc: Service, runs: int, Executor) -> dict:
         log(f"  cold run {i}: {sample}")
         for pid in new:
             ep.stop_uep(pid)
+    conn.close()
     out = {"runs": samples}
     for key in ("start_to_heartbeat_ms", "first_result_ms"):
         vals = [s[key] for s in samples if key in s]
@@ -456,6 +478,99 @@ def run_batch(ex, n: int, timeout: float) -> dict:
     }
 
 
+def run_queued(ep: Endpoint, ex, n: int, timeout: float) -> dict:
+    """n no-op tasks are submitted while the UEP and its workers are stopped (SIGSTOP); the
+    clock runs from SIGCONT to the last result received: the endpoint's drain rate without the
+    SDK's submit path in the way (results still travel UEP → service → SDK)."""
+    ueps = ep.ueps()
+    procs = [p for u in ueps for p in (u, *descendants(u))]
+    done_at: list[float] = []
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def on_done(_fut):
+        with lock:
+            done_at.append(time.perf_counter())
+            if len(done_at) == n:
+                finished.set()
+
+    for p in procs:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        futs = []
+        for _ in range(n):
+            f = ex.submit(noop)
+            f.add_done_callback(on_done)
+            futs.append(f)
+        wait_for(lambda: all(f.task_id for f in futs), 300, "all tasks accepted by the service", 0.1)
+        time.sleep(1)  # let the service's last publishes settle in the queue
+    finally:
+        t0 = time.perf_counter()
+        for p in procs:
+            os.kill(p, signal.SIGCONT)
+    if not finished.wait(timeout):
+        raise RuntimeError(f"only {len(done_at)} of {n} results within {timeout}s")
+    total = max(done_at) - t0
+    return {
+        "tasks": n,
+        "errors": sum(1 for f in futs if f.exception() is not None),
+        "seconds": round(total, 3),
+        "tasks_per_s": round(n / total, 1),
+    }
+
+
+def measure_latency_direct(ep: Endpoint, n: int) -> dict:
+    """Sequential round trips without the Executor's result matching, which runs on a 0.5 s
+    timer: the unmodified SDK Client submits one task (``create_batch`` + ``batch_run``, one
+    REST call) and the result is taken from the task group's AMQP result queue (the queue the
+    Executor's result watcher reads) with a blocking pika consumer."""
+    import pika
+    from globus_compute_sdk import Client
+
+    c = Client()
+    fid = c.register_function(noop)
+    amqp = c.get_result_amqp_url()
+
+    def submit(tg):
+        b = c.create_batch(task_group_id=tg, create_websocket_queue=True)
+        b.add(fid)
+        return c.batch_run(ep.endpoint_id, b)
+
+    tg = submit(None)["task_group_id"]
+    conn = pika.BlockingConnection(pika.URLParameters(amqp["connection_url"]))
+    ch = conn.channel()
+    queue = f"{amqp['queue_prefix']}{tg}"
+    results = ch.consume(queue, inactivity_timeout=60)
+
+    def one_result():
+        method, _props, _body = next(results)
+        if method is None:
+            raise RuntimeError("no result within 60 s")
+        ch.basic_ack(method.delivery_tag)
+
+    one_result()  # the warm-up task's
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        submit(tg)
+        one_result()
+        lat.append((time.perf_counter() - t) * 1000)
+    ch.cancel()
+    conn.close()
+    return latency_stats(lat)
+
+
+def latency_stats(lat: list[float]) -> dict:
+    return {
+        "n": len(lat),
+        "p50": round(percentile(lat, 50), 2),
+        "p99": round(percentile(lat, 99), 2),
+        "mean": round(statistics.mean(lat), 2),
+        "min": round(min(lat), 2),
+        "max": round(max(lat), 2),
+    }
+
+
 def measure_warm(ep: Endpoint, args, Executor) -> dict:
     out = {}
     with Executor(endpoint_id=ep.endpoint_id, batch_size=args.batch_size, api_burst_limit=10**6) as ex:
@@ -465,25 +580,25 @@ def measure_warm(ep: Endpoint, args, Executor) -> dict:
         log(f"  warm-up ({args.warmup} tasks)")
         out["warmup"] = run_batch(ex, args.warmup, 600)
 
-        log(f"  latency ({args.latency_n} sequential)")
+        log(f"  latency ({args.executor_latency_n} sequential through the Executor, {args.latency_n} direct)")
         lat = []
-        for _ in range(args.latency_n):
+        for _ in range(args.executor_latency_n):
             t = time.perf_counter()
             ex.submit(noop).result(timeout=60)
             lat.append((time.perf_counter() - t) * 1000)
-        out["latency_ms"] = {
-            "n": len(lat),
-            "p50": round(percentile(lat, 50), 2),
-            "p99": round(percentile(lat, 99), 2),
-            "mean": round(statistics.mean(lat), 2),
-            "min": round(min(lat), 2),
-            "max": round(max(lat), 2),
-        }
-        log(f"    {out['latency_ms']}")
+        out["latency_executor_ms"] = latency_stats(lat)
+        log(f"    executor: {out['latency_executor_ms']}")
+        out["latency_ms"] = measure_latency_direct(ep, args.latency_n)
+        log(f"    direct: {out['latency_ms']}")
 
         log(f"  throughput ({args.tasks} tasks)")
         out["throughput"] = run_batch(ex, args.tasks, 1800)
         log(f"    {out['throughput']}")
+
+        if args.queued:
+            log(f"  queued throughput ({args.tasks} tasks queued behind a stopped UEP)")
+            out["throughput_queued"] = run_queued(ep, ex, args.tasks, 1800)
+            log(f"    {out['throughput_queued']}")
 
     log(f"  idle {args.idle}s")
     time.sleep(args.idle)
@@ -519,7 +634,7 @@ def bench_one(impl: str, engine: str, args, workdir: Path) -> dict:
         result: dict = {"impl": impl, "engine": engine, "max_workers": 2}
         result["mep_launch_to_online_s"] = round(ep.start(get_token(client)), 3)
         log(f"  endpoint {ep.endpoint_id} online after {result['mep_launch_to_online_s']}s")
-        result["cold"] = measure_cold(ep, svc, args.cold_runs, Executor)
+        result["cold"] = measure_cold(ep, svc, args.cold_runs)
         result.update(measure_warm(ep, args, Executor))
         ok = True
         return result
@@ -565,8 +680,8 @@ def machine_info(args) -> dict:
         "ours": cmd(args.endpoint_bin, "version") or cmd(args.endpoint_bin, "--version"),
         "gc_service": cmd(args.service_bin, "--version"),
         "rabbitmq": cmd("rabbitmqctl", "-q", "version"),
-        "git_commit": cmd("git", "-C", str(REPO), "rev-parse", "HEAD"),
-        "git_dirty": bool(cmd("git", "-C", str(REPO), "status", "--porcelain", "--", "crates")),
+        "git_commit": args.built_from or cmd("git", "-C", str(REPO), "rev-parse", "HEAD"),
+        "git_dirty": None if args.built_from else bool(cmd("git", "-C", str(REPO), "status", "--porcelain", "--", "crates")),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
@@ -602,8 +717,11 @@ def summarise(results: list[dict]) -> list[dict]:
 
         metrics = [
             ("throughput (tasks/s)", lambda r: get(r, "throughput", "tasks_per_s"), "higher"),
-            ("latency p50 (ms)", lambda r: get(r, "latency_ms", "p50"), "lower"),
-            ("latency p99 (ms)", lambda r: get(r, "latency_ms", "p99"), "lower"),
+            ("throughput, tasks queued first (tasks/s)", lambda r: get(r, "throughput_queued", "tasks_per_s"), "higher"),
+            ("latency p50, Client + AMQP queue (ms)", lambda r: get(r, "latency_ms", "p50"), "lower"),
+            ("latency p99, Client + AMQP queue (ms)", lambda r: get(r, "latency_ms", "p99"), "lower"),
+            ("latency p50, Executor (ms)", lambda r: get(r, "latency_executor_ms", "p50"), "lower"),
+            ("latency p99, Executor (ms)", lambda r: get(r, "latency_executor_ms", "p99"), "lower"),
             ("cold start: start cmd → first heartbeat, median (ms)", lambda r: get(r, "cold", "start_to_heartbeat_ms_median"), "lower"),
             ("cold: submit → first result, median (ms)", lambda r: get(r, "cold", "first_result_ms_median"), "lower"),
             ("idle MEP RSS (MiB)", lambda r: mem(r, "mep", "rss_kib"), "lower"),
@@ -635,13 +753,18 @@ def main():
     ap.add_argument("--tasks", type=int, default=10_000, help="throughput tasks (default 10,000)")
     ap.add_argument("--warmup", type=int, default=500, help="warm-up tasks before latency/throughput")
     ap.add_argument("--latency-n", type=int, default=200, help="sequential round trips")
+    ap.add_argument("--executor-latency-n", type=int, default=20,
+                    help="sequential round trips through the Executor (0.5 s result-matching timer)")
     ap.add_argument("--batch-size", type=int, default=1000, help="Executor batch_size")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold user endpoint starts")
+    ap.add_argument("--no-queued", dest="queued", action="store_false",
+                    help="skip the queued-behind-a-stopped-UEP throughput")
     ap.add_argument("--idle", type=float, default=10.0, help="idle seconds before reading memory")
     ap.add_argument("--engine", action="append", choices=ENGINES, help="default: both")
     ap.add_argument("--impl", action="append", choices=IMPLS, help="default: both")
     ap.add_argument("--endpoint-bin", default=str(target_dir() / "release" / "globus-compute-endpoint"))
     ap.add_argument("--service-bin", default=str(target_dir() / "release" / "gc-service"))
+    ap.add_argument("--built-from", help="commit the binaries were built from (default: this clone's HEAD)")
     ap.add_argument("--out", help="write JSON here")
     args = ap.parse_args()
     if os.geteuid() != 0:
