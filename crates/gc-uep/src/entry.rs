@@ -59,8 +59,8 @@ struct Failure {
 impl From<UepError> for Failure {
     fn from(e: UepError) -> Self {
         match e {
-            // Upstream exits with a bare status here, so its notice reads `(SystemExit) 65`.
-            UepError::InvalidCredentials(_) => Failure {
+            // Upstream exits with a bare status here, so its notice reads `(SystemExit) 65` (or 78).
+            UepError::InvalidCredentials(_) | UepError::EndpointSetup(_) => Failure {
                 status: e.exit_code(),
                 kind: "SystemExit",
                 message: e.exit_code().to_string(),

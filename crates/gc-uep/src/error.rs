@@ -28,6 +28,12 @@ pub enum UepError {
     /// The engine refused to start.
     #[error("engine failed to start: {0}")]
     Engine(#[from] EngineError),
+    /// `endpoint_setup` exited with a non-zero status (Python's `returncode`).
+    #[error("endpoint_setup failed with exit code {0}")]
+    EndpointSetup(i32),
+    /// `endpoint_setup` could not be started.
+    #[error("cannot run endpoint_setup: {0}")]
+    SetupSpawn(#[source] std::io::Error),
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -39,6 +45,8 @@ impl UepError {
     pub fn exit_code(&self) -> i32 {
         match self {
             UepError::InvalidCredentials(_) => 65,
+            // EX_CONFIG
+            UepError::EndpointSetup(_) | UepError::SetupSpawn(_) => 78,
             _ => 1,
         }
     }

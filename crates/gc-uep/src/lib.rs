@@ -32,6 +32,7 @@ mod heartbeat;
 mod idle;
 mod runtime;
 mod settings;
+mod setup;
 mod task;
 
 use std::future::Future;

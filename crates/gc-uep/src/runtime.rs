@@ -81,7 +81,16 @@ pub async fn run(
     options: UepOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stopped, UepError> {
-    let settings = Settings::new(stdin, config, options.worker)?;
+    if let Some(command) = config.endpoint_setup.as_deref() {
+        crate::setup::endpoint_setup(command, &options.endpoint_dir).await?;
+    }
+    // Upstream exports the directory into its own environment, so functions see it.
+    let mut worker = options.worker;
+    worker.env.push((
+        "GLOBUS_COMPUTE_ENDPOINT_DIR".into(),
+        options.endpoint_dir.clone().into_os_string(),
+    ));
+    let settings = Settings::new(stdin, config, worker)?;
     let store = UnackedStore::open(&options.endpoint_dir)?;
     let uep_id = settings.uep_id;
     let ep_info = heartbeat::extended_ep_info(settings.ep_info.clone(), &settings.config_raw);
