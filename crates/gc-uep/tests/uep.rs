@@ -571,3 +571,60 @@ async fn unroutable_results_are_stored_and_sent_once_routable() {
         .expect("UEP run");
     assert!(!stored.exists(), "confirmed result removed from the store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_setup_exits_78_with_a_failure_notice() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("setup-ran");
+    let config_text = format!(
+        "endpoint_setup: touch {}; exit 4\nengine:\n  type: ThreadPoolEngine",
+        mark.display()
+    );
+    let bytes = service.stdin(&vhost.url(), &config_text).to_bytes();
+    let path = dir.path().to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        gc_uep::run_from_stdin(&bytes, path, WorkerCommand::embedded(python()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 78);
+    assert!(mark.exists(), "endpoint_setup did not run");
+    let beats = service.drain("heartbeats").await;
+    let [Message::EpStatusReport(notice)] = beats.as_slice() else {
+        panic!("expected one failure notice: {beats:?}");
+    };
+    assert_eq!(
+        notice.error(),
+        Some("Failed to start or unexpected error:\n  (SystemExit) 78")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_other_than_posix_ppid_refuses_to_start() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "engine:\n  type: ThreadPoolEngine";
+    let mut doc: Value =
+        serde_json::from_slice(&service.stdin(&vhost.url(), config_text).to_bytes()).unwrap();
+    // Any pid but our real parent's.
+    doc["ep_info"]["posix_ppid"] = json!(i64::from(std::os::unix::process::parent_id()) + 1);
+    let stdin = UepStdin::from_slice(doc.to_string().as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(30),
+        gc_uep::run(
+            &stdin,
+            &uep_config(config_text),
+            options(dir.path()),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("refuses at once")
+    .expect("UEP run");
+    assert!(matches!(stopped, Stopped::NotParent), "{stopped:?}");
+}
