@@ -35,12 +35,16 @@ pub const EX_COMMANDS: &str = "commands";
 pub const Q_RESULTS: &str = "results";
 pub const Q_HEARTBEATS: &str = "heartbeats";
 
-/// Where endpoints and SDK clients connect. The service hands out whatever this returns, so a
-/// deployment that wants one broker user per endpoint (or per SDK user) implements it by
-/// creating that user (e.g. through the RabbitMQ management API) and returning its URL.
+/// A broker URL being issued (provisioning may call out to the broker's management API).
+pub type UrlFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, BrokerError>> + Send + 'a>>;
+
+/// Where endpoints and SDK clients connect. [`StaticCredentials`] hands everybody the
+/// configured URL; [`crate::rabbit_admin::ManagedCredentials`] creates one broker user per
+/// (user) endpoint that can reach only that endpoint's queues.
 pub trait CredentialIssuer: Send + Sync {
     /// URL for a (user) endpoint's connections.
-    fn endpoint_url(&self, endpoint_id: &str) -> String;
+    fn endpoint_url<'a>(&'a self, endpoint_id: &'a str) -> UrlFuture<'a>;
     /// URL for an SDK client's result watcher.
     fn sdk_url(&self, client_id: &str) -> String;
 }
@@ -52,8 +56,9 @@ pub struct StaticCredentials {
 }
 
 impl CredentialIssuer for StaticCredentials {
-    fn endpoint_url(&self, _endpoint_id: &str) -> String {
-        self.endpoint_url.clone()
+    fn endpoint_url<'a>(&'a self, _endpoint_id: &'a str) -> UrlFuture<'a> {
+        let url = self.endpoint_url.clone();
+        Box::pin(async move { Ok(url) })
     }
     fn sdk_url(&self, _client_id: &str) -> String {
         self.sdk_url.clone()

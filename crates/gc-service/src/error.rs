@@ -25,6 +25,8 @@ pub enum BrokerError {
     Amqp(#[from] lapin::Error),
     #[error("broker refused message for {0}")]
     Nacked(String),
+    #[error("broker user provisioning failed: {0}")]
+    Admin(String),
 }
 
 /// An error answered to an HTTP client.

@@ -12,6 +12,7 @@ pub mod consumers;
 pub mod error;
 pub mod messages;
 pub mod policy;
+pub mod rabbit_admin;
 pub mod routes;
 pub mod store;
 

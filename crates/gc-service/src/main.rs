@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-use gc_service::broker::{Broker, StaticCredentials};
+use gc_service::broker::{Broker, CredentialIssuer, StaticCredentials};
+use gc_service::rabbit_admin::ManagedCredentials;
 use gc_service::store::{IdentityRow, Store, now_i64};
 use gc_service::{AppState, ServiceConfig, auth};
 
@@ -67,6 +68,15 @@ struct ServeArgs {
     /// Idle seconds after which an unused SDK result queue is deleted by the broker.
     #[arg(long, env = "GCRS_RESULT_QUEUE_EXPIRY", default_value_t = 7 * 24 * 3600)]
     result_queue_expiry: i64,
+    /// RabbitMQ management API, `http://USER:PASS@host:15672`. When set, every endpoint and
+    /// user endpoint gets its own broker user limited to its own queues (in the vhost of the
+    /// endpoint URL); otherwise endpoints get the endpoint URL's credentials.
+    #[arg(long, env = "GCRS_BROKER_ADMIN_URL", hide_env_values = true)]
+    broker_admin_url: Option<String>,
+    /// Secret from which per-endpoint broker passwords are derived (same on every replica;
+    /// default: the management API password).
+    #[arg(long, env = "GCRS_BROKER_CREDENTIAL_SECRET", hide_env_values = true)]
+    broker_credential_secret: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -201,10 +211,21 @@ async fn serve(store: Store, args: ServeArgs) -> Result<()> {
             args.amqp_url.clone(),
             args.result_queue_expiry * 1000,
         )),
-        creds: Arc::new(StaticCredentials {
-            endpoint_url,
-            sdk_url,
-        }),
+        creds: match &args.broker_admin_url {
+            Some(admin) => Arc::new(
+                ManagedCredentials::new(
+                    admin,
+                    &endpoint_url,
+                    sdk_url,
+                    args.broker_credential_secret.clone(),
+                )
+                .context("--broker-admin-url")?,
+            ) as Arc<dyn CredentialIssuer>,
+            None => Arc::new(StaticCredentials {
+                endpoint_url,
+                sdk_url,
+            }),
+        },
         cfg: Arc::new(cfg),
         events: Arc::new(tokio::sync::Notify::new()),
     };

@@ -336,7 +336,7 @@ async fn register_endpoint(
             subscription_id,
         })
         .await?;
-    let url = state.creds.endpoint_url(&eid_s);
+    let url = state.creds.endpoint_url(&eid_s).await?;
     Ok(Json(RegisterEndpointResponse {
         endpoint_id: eid_s.clone(),
         command_queue_info: broker::command_queue_info(url.clone(), &eid_s),
@@ -591,7 +591,7 @@ pub async fn publish_start_command(
             "client {client_id} has no identity"
         )));
     };
-    let creds = broker::uep_creds(state.creds.endpoint_url(uep_id), uep_id);
+    let creds = broker::uep_creds(state.creds.endpoint_url(uep_id).await?, uep_id);
     let command = json!({
         "command": "cmd_start_endpoint",
         "globus_username": primary.username,

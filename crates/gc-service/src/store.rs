@@ -167,6 +167,24 @@ pub struct ForwardTarget {
     pub create_queue: bool,
 }
 
+/// Make a SQLite database file readable by its owner only (it holds secret and token hashes);
+/// SQLite gives its `-wal` and `-shm` files the same mode. In-memory databases are left alone.
+fn restrict_sqlite_file(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path, error = %e, "could not make the database file private");
+    }
+}
+
 fn b(v: i64) -> bool {
     v != 0
 }
@@ -196,6 +214,7 @@ impl Store {
         }
         let pool = pool_opts.connect_with(opts).await?;
         if is_sqlite {
+            restrict_sqlite_file(&url);
             sqlx::raw_sql("PRAGMA journal_mode = WAL;")
                 .execute(&pool)
                 .await?;
