@@ -48,6 +48,13 @@ ensure_services() {
         for _ in $(seq 60); do port_open 5672 && break; sleep 1; done
         port_open 5672 || { echo "RabbitMQ did not come up on 127.0.0.1:5672" >&2; exit 1; }
     fi
+    # The management API (127.0.0.1:15672) lets gc-service create one broker user per
+    # endpoint (--broker-admin-url); enabling the plugin does not restart the broker.
+    if ! port_open 15672; then
+        say "enabling the RabbitMQ management plugin"
+        as_root rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null || true
+        for _ in $(seq 30); do port_open 15672 && break; sleep 1; done
+    fi
     if ! port_open 5432; then
         say "starting PostgreSQL"
         as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | tail -n1)" main start || true
