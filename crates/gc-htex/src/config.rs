@@ -1,0 +1,274 @@
+//! GlobusComputeEngine options (ENDPOINT.md §6.4), from gc-config's engine model.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gc_config::{EngineConfig, EngineType};
+use gc_provider::Provider;
+use serde_json::Value as Json;
+
+use crate::HtexError;
+
+/// The scaling strategy (`strategy` / `job_status_kwargs.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Scale out on backlog; scale in only when nothing is outstanding.
+    Simple,
+    /// As `Simple`, and also scale in idle blocks while other blocks are busy.
+    HtexAutoScale,
+    /// Start `init_blocks` and never change.
+    None,
+}
+
+impl Strategy {
+    fn parse(s: &str) -> Result<Self, HtexError> {
+        match s {
+            "simple" => Ok(Strategy::Simple),
+            "htex_auto_scale" => Ok(Strategy::HtexAutoScale),
+            "none" => Ok(Strategy::None),
+            other => Err(HtexError::Config(format!(
+                "unknown strategy {other:?}; valid strategies: simple, htex_auto_scale, none"
+            ))),
+        }
+    }
+}
+
+/// How the interchange starts a manager on a node.
+#[derive(Debug, Clone)]
+pub struct ManagerCommand {
+    /// The `gc-worker-manager` program (must be reachable from the batch nodes).
+    pub program: PathBuf,
+    /// The Python of the workers (resolved on the node, after `worker_init`).
+    pub python: String,
+}
+
+impl ManagerCommand {
+    /// `gc-worker-manager` beside the running executable, else on `PATH`; workers use
+    /// `python3` (after `worker_init`, so an activated environment wins).
+    pub fn default_for_this_host() -> Self {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("gc-worker-manager")))
+            .filter(|p| p.is_file());
+        Self {
+            program: beside.unwrap_or_else(|| PathBuf::from("gc-worker-manager")),
+            python: "python3".into(),
+        }
+    }
+}
+
+/// Everything the engine needs.
+#[derive(Debug)]
+pub struct HtexConfig {
+    /// `label` (default `GlobusComputeEngine`).
+    pub label: String,
+    /// Where blocks run.
+    pub provider: Provider,
+    /// Addresses managers try, in order.
+    pub addresses: Vec<String>,
+    /// Fixed port (`worker_port`), else the first free one of `worker_port_range`.
+    pub worker_port: Option<u16>,
+    /// `worker_port_range`.
+    pub worker_port_range: (u16, u16),
+    /// Mutual TLS between interchange and managers.
+    pub encrypted: bool,
+    /// Workers per manager: at most this many …
+    pub max_workers_per_node: Option<usize>,
+    /// … and at most `cores / cores_per_worker`.
+    pub cores_per_worker: f64,
+    /// Tasks sent to a manager beyond its worker count.
+    pub prefetch_capacity: usize,
+    /// Interchange ↔ manager heartbeat period.
+    pub heartbeat_period: Duration,
+    /// Silence after which a manager (or the interchange, for a manager) is given up.
+    pub heartbeat_threshold: Duration,
+    /// Extra attempts when a task's manager (or worker) is lost.
+    pub max_retries_on_system_failure: u32,
+    /// Task working directory (relative: to the UEP directory).
+    pub working_dir: PathBuf,
+    /// `run_in_sandbox`.
+    pub run_in_sandbox: bool,
+    /// `allowed_serializers` (empty: all).
+    pub allowed_deserializers: Vec<String>,
+    /// Result size limit.
+    pub result_size_limit: usize,
+    /// Scaling strategy.
+    pub strategy: Strategy,
+    /// Idle time after which a block may be scaled in.
+    pub max_idletime: Duration,
+    /// Time between scaling decisions (and block status polls).
+    pub strategy_period: Duration,
+    /// How managers are started.
+    pub manager: ManagerCommand,
+}
+
+fn num(cfg: &EngineConfig, key: &str) -> Option<f64> {
+    cfg.options.get(key).and_then(Json::as_f64)
+}
+
+fn secs(v: f64, key: &str) -> Result<Duration, HtexError> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| HtexError::Config(format!("`{key}` must be a non-negative number of seconds")))
+}
+
+impl HtexConfig {
+    /// Build from a `GlobusComputeEngine` mapping. `uep_dir` is the user endpoint directory:
+    /// job scripts go to `<uep_dir>/submit_scripts` (upstream's layout).
+    pub fn from_engine_config(cfg: &EngineConfig, uep_dir: &Path) -> Result<Self, HtexError> {
+        if cfg.engine_type != EngineType::GlobusCompute {
+            return Err(HtexError::Config(format!(
+                "{} is not a GlobusComputeEngine",
+                cfg.engine_type.name()
+            )));
+        }
+        if let Some(t) = cfg.container_type() {
+            return Err(HtexError::Config(format!(
+                "container_type {t:?} is not supported yet by this endpoint"
+            )));
+        }
+        let opts = &cfg.options;
+        let provider =
+            Provider::from_config(cfg.provider.as_ref(), &uep_dir.join("submit_scripts"))?;
+        let addresses = gc_provider::address::resolve(cfg.address.as_ref())?;
+        let port_range = opts
+            .get("worker_port_range")
+            .and_then(Json::as_array)
+            .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
+            .unwrap_or((54000, 55000));
+        let port = |v: u64| {
+            u16::try_from(v).map_err(|_| HtexError::Config(format!("port {v} is out of range")))
+        };
+        let worker_port = match opts.get("worker_port").and_then(Json::as_u64) {
+            Some(p) => Some(port(p)?),
+            None => None,
+        };
+        let max_workers_per_node = match num(cfg, "max_workers_per_node") {
+            Some(n) if n.is_finite() && n >= 1.0 => Some(n as usize),
+            Some(n) if n.is_infinite() => None,
+            Some(n) => {
+                return Err(HtexError::Config(format!(
+                    "max_workers_per_node must be at least 1 (got {n})"
+                )));
+            }
+            None => None,
+        };
+        let cores_per_worker = num(cfg, "cores_per_worker").unwrap_or(1.0);
+        if cores_per_worker.is_nan() || cores_per_worker <= 0.0 {
+            return Err(HtexError::Config(format!(
+                "cores_per_worker must be positive (got {cores_per_worker})"
+            )));
+        }
+        let kwargs = opts.get("job_status_kwargs").and_then(Json::as_object);
+        let kw = |k: &str| kwargs.and_then(|m| m.get(k));
+        let strategy = match kw("strategy").or_else(|| opts.get("strategy")) {
+            None | Some(Json::Null) => Strategy::Simple,
+            Some(Json::String(s)) => Strategy::parse(s)?,
+            Some(other) => {
+                return Err(HtexError::Config(format!(
+                    "strategy must be a name, not {other}"
+                )));
+            }
+        };
+        let max_idletime = secs(
+            kw("max_idletime").and_then(Json::as_f64).unwrap_or(120.0),
+            "max_idletime",
+        )?;
+        let strategy_period = secs(
+            kw("strategy_period").and_then(Json::as_f64).unwrap_or(5.0),
+            "strategy_period",
+        )?
+        .max(Duration::from_millis(100));
+        Ok(Self {
+            label: cfg.label().to_string(),
+            provider,
+            addresses,
+            worker_port,
+            worker_port_range: (port(port_range.0)?, port(port_range.1)?),
+            encrypted: cfg.encrypted().unwrap_or(true),
+            max_workers_per_node,
+            cores_per_worker,
+            prefetch_capacity: num(cfg, "prefetch_capacity").unwrap_or(0.0).max(0.0) as usize,
+            heartbeat_period: secs(
+                num(cfg, "heartbeat_period").unwrap_or(30.0),
+                "heartbeat_period",
+            )?
+            .max(Duration::from_millis(100)),
+            heartbeat_threshold: secs(
+                num(cfg, "heartbeat_threshold").unwrap_or(120.0),
+                "heartbeat_threshold",
+            )?
+            .max(Duration::from_millis(200)),
+            max_retries_on_system_failure: u32::try_from(cfg.max_retries_on_system_failure())
+                .unwrap_or(u32::MAX),
+            working_dir: PathBuf::from(cfg.working_dir()),
+            run_in_sandbox: cfg.run_in_sandbox(),
+            allowed_deserializers: cfg.allowed_serializers().unwrap_or_default(),
+            result_size_limit: gc_engine::DEFAULT_RESULT_SIZE_LIMIT,
+            strategy,
+            max_idletime,
+            strategy_period,
+            manager: ManagerCommand::default_for_this_host(),
+        })
+    }
+
+    /// Workers one manager runs on a node with `cores` cores.
+    pub fn workers_per_node(&self, cores: usize) -> usize {
+        let by_cores = ((cores as f64) / self.cores_per_worker).floor().max(1.0) as usize;
+        match self.max_workers_per_node {
+            Some(max) => max.min(by_cores).max(1),
+            None => by_cores,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Result<HtexConfig, HtexError> {
+        let text = format!("engine:\n  type: GlobusComputeEngine\n{yaml}");
+        let cfg = gc_config::UserEndpointConfig::from_yaml(&text, "t.yaml").expect("config");
+        HtexConfig::from_engine_config(&cfg.engine, Path::new("/uep"))
+    }
+
+    #[test]
+    fn upstream_defaults() {
+        let c = config("").unwrap();
+        assert_eq!(c.label, "GlobusComputeEngine");
+        assert!(c.encrypted);
+        assert_eq!(c.strategy, Strategy::Simple);
+        assert_eq!(c.max_idletime, Duration::from_secs(120));
+        assert_eq!(c.strategy_period, Duration::from_secs(5));
+        assert_eq!(c.heartbeat_period, Duration::from_secs(30));
+        assert_eq!(c.heartbeat_threshold, Duration::from_secs(120));
+        assert_eq!(c.worker_port_range, (54000, 55000));
+        assert_eq!(c.provider.name(), "LocalProvider");
+        assert_eq!(c.working_dir, PathBuf::from("tasks_working_dir"));
+        assert_eq!(c.workers_per_node(8), 8);
+    }
+
+    #[test]
+    fn options_are_read() {
+        let c = config(
+            "  max_workers_per_node: 2\n  cores_per_worker: 2\n  encrypted: false\n  \
+             max_retries_on_system_failure: 1\n  job_status_kwargs:\n    max_idletime: 3\n    \
+             strategy_period: 0.5\n    strategy: htex_auto_scale\n  address: 127.0.0.1\n",
+        )
+        .unwrap();
+        assert!(!c.encrypted);
+        assert_eq!(c.max_retries_on_system_failure, 1);
+        assert_eq!(c.strategy, Strategy::HtexAutoScale);
+        assert_eq!(c.max_idletime, Duration::from_secs(3));
+        assert_eq!(c.strategy_period, Duration::from_millis(500));
+        assert_eq!(c.addresses, ["127.0.0.1"]);
+        assert_eq!(c.workers_per_node(16), 2);
+        assert_eq!(c.workers_per_node(2), 1);
+    }
+
+    #[test]
+    fn refusals() {
+        let e = config("  strategy: fancy\n").unwrap_err();
+        assert!(e.to_string().starts_with("unknown strategy"), "{e}");
+        assert!(config("  container_type: docker\n  container_uri: x\n").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! The worker manager: one per node of a block. Connects back to the interchange, runs
+//! tasks in a local pool of Python workers (gc-engine's process pool over the
+//! `globus_compute_rs_worker` package) and sends results back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gc_engine::{Engine, EngineKind, PoolConfig, TaskRequest, WorkerCommand};
+use gc_wire::messagepack::{self, Message};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::proto::{self, FromManager, ToManager};
+use crate::tls;
+
+/// What a manager is told on its command line.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// Interchange addresses to try, in order.
+    pub addresses: Vec<String>,
+    /// Interchange port.
+    pub port: u16,
+    /// Certificates (`encrypted`); `None`: plain TCP.
+    pub cert_dir: Option<PathBuf>,
+    /// The block this manager belongs to.
+    pub block_id: String,
+    /// At most this many workers …
+    pub max_workers: Option<usize>,
+    /// … and at most `cores / cores_per_worker`.
+    pub cores_per_worker: f64,
+    /// Python of the workers.
+    pub python: PathBuf,
+    /// How long to keep trying to reach the interchange.
+    pub connect_timeout: Duration,
+}
+
+/// Why a manager stopped other than by being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No address answered.
+    #[error("cannot reach the interchange at {addresses} port {port}: {last}")]
+    Unreachable {
+        /// Addresses tried.
+        addresses: String,
+        /// Port.
+        port: u16,
+        /// The last error.
+        last: String,
+    },
+    /// TLS material missing or refused.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The channel broke.
+    #[error("interchange channel: {0}")]
+    Channel(#[from] proto::FrameError),
+    /// The interchange refused or said something unexpected.
+    #[error("interchange: {0}")]
+    Protocol(String),
+    /// The local worker pool could not start.
+    #[error("worker pool: {0}")]
+    Engine(#[from] gc_engine::EngineError),
+    /// Silence.
+    #[error("no word from the interchange for {0:.1} s (heartbeat_threshold); giving up")]
+    Silent(f64),
+}
+
+/// Workers on this node.
+pub fn worker_count(max_workers: Option<usize>, cores_per_worker: f64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_cores = ((cores as f64) / cores_per_worker.max(0.001))
+        .floor()
+        .max(1.0) as usize;
+    max_workers.map_or(by_cores, |m| m.min(by_cores).max(1))
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(opts: &ManagerOptions) -> Result<Box<dyn Stream>, ManagerError> {
+    let client = match &opts.cert_dir {
+        Some(dir) => Some(tokio_rustls::TlsConnector::from(tls::load_client(dir)?)),
+        None => None,
+    };
+    let deadline = Instant::now() + opts.connect_timeout;
+    let mut last = String::from("no address given");
+    loop {
+        for addr in &opts.addresses {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                TcpStream::connect((addr.as_str(), opts.port)),
+            )
+            .await;
+            let stream = match attempt {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    last = format!("{addr}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    last = format!("{addr}: timed out");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tracing::info!(%addr, port = opts.port, "connected to the interchange");
+            return match &client {
+                Some(c) => {
+                    let tls = c
+                        .connect(tls::server_name(), stream)
+                        .await
+                        .map_err(|e| ManagerError::Protocol(format!("TLS handshake: {e}")))?;
+                    Ok(Box::new(tls))
+                }
+                None => Ok(Box::new(stream)),
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(ManagerError::Unreachable {
+                addresses: opts.addresses.join(","),
+                port: opts.port,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Run until the interchange says stop (Ok) or is lost (Err).
+pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
+    let workers = worker_count(opts.max_workers, opts.cores_per_worker);
+    let stream = connect(&opts).await?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let register = FromManager::Register {
+        protocol: proto::PROTOCOL_VERSION,
+        block_id: opts.block_id.clone(),
+        hostname,
+        pid: std::process::id(),
+        workers,
+    };
+    proto::write_frame(&mut writer, &register, b"").await?;
+    let settings = match proto::read_frame::<_, ToManager>(&mut reader).await? {
+        (
+            ToManager::Registered {
+                manager_id,
+                settings,
+            },
+            _,
+        ) => {
+            tracing::info!(%manager_id, workers, "registered");
+            settings
+        }
+        (ToManager::Refused { reason }, _) => return Err(ManagerError::Protocol(reason)),
+        (other, _) => {
+            return Err(ManagerError::Protocol(format!(
+                "expected registration, got {other:?}"
+            )));
+        }
+    };
+    let mut pool = PoolConfig::new(
+        EngineKind::ProcessPool,
+        WorkerCommand::embedded(&opts.python),
+    );
+    pool.max_workers = Some(workers);
+    pool.working_dir = PathBuf::from(&settings.working_dir);
+    pool.run_in_sandbox = settings.run_in_sandbox;
+    pool.allowed_deserializers = settings.allowed_deserializers.clone();
+    pool.result_size_limit = settings.result_size_limit;
+    pool.max_retries_on_system_failure = settings.max_retries_on_system_failure;
+    let engine = Arc::new(Engine::start(
+        pool,
+        settings.endpoint_id,
+        Path::new(&settings.working_dir),
+    )?);
+
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(FromManager, Vec<u8>)>();
+    let writer_task = tokio::spawn(async move {
+        while let Some((msg, blob)) = out_rx.recv().await {
+            if let Err(e) = proto::write_frame(&mut writer, &msg, &blob).await {
+                tracing::error!("writing to the interchange: {e}");
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let period = Duration::from_secs_f64(settings.heartbeat_period.max(0.1));
+    let threshold = Duration::from_secs_f64(settings.heartbeat_threshold.max(0.2));
+    let mut beat = tokio::time::interval(period);
+    let mut last_heard = Instant::now();
+    let outcome = loop {
+        tokio::select! {
+            frame = proto::read_frame::<_, ToManager>(&mut reader) => {
+                let (msg, blob) = match frame {
+                    Ok(f) => f,
+                    Err(e) => break Err(ManagerError::Channel(e)),
+                };
+                last_heard = Instant::now();
+                match msg {
+                    ToManager::Task { task_id, result_serializers } => {
+                        let task_buffer = match String::from_utf8(blob) {
+                            Ok(s) => s,
+                            Err(_) => break Err(ManagerError::Protocol(format!("task {task_id} is not UTF-8"))),
+                        };
+                        let request = TaskRequest {
+                            task_id,
+                            task_buffer,
+                            result_serializers,
+                            resource_specification: Default::default(),
+                        };
+                        let handle = match engine.submit(request) {
+                            Ok(h) => h,
+                            Err(e) => break Err(ManagerError::Engine(e)),
+                        };
+                        let out = out_tx.clone();
+                        tokio::spawn(async move {
+                            match handle.await {
+                                Ok(result) => {
+                                    let packed = messagepack::pack(&Message::Result(result));
+                                    let _ = out.send((FromManager::Result { task_id }, packed));
+                                }
+                                Err(e) => tracing::error!(%task_id, "{e}"),
+                            }
+                        });
+                    }
+                    ToManager::Heartbeat => {}
+                    ToManager::Shutdown => {
+                        tracing::info!("the interchange asked this manager to stop");
+                        break Ok(());
+                    }
+                    other => break Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+                }
+            }
+            _ = beat.tick() => {
+                if last_heard.elapsed() > threshold {
+                    break Err(ManagerError::Silent(last_heard.elapsed().as_secs_f64()));
+                }
+                let _ = out_tx.send((FromManager::Heartbeat, Vec::new()));
+            }
+        }
+    };
+    drop(out_tx);
+    writer_task.abort();
+    // Dropping the pool kills its workers.
+    drop(engine);
+    outcome
+}
