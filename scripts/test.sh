@@ -17,6 +17,7 @@ ensure_rust
 ensure_packages
 ensure_services
 ensure_venv
+"$REPO/scripts/slurm.sh" && export GCRS_REQUIRE_SLURM=1  # one-node Slurm for the GlobusComputeEngine tests
 cd "$REPO"
 
 say "cargo fmt --check"
