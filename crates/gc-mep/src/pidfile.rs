@@ -1,4 +1,11 @@
-//! `daemon.pid` (ENDPOINT §4.8): exclusive creation, staleness, removal on exit.
+//! `daemon.pid` (ENDPOINT §4.8): exclusive creation, staleness, the 15 s touch, removal on
+//! exit — and the read-only view the CLI's `list`, `stop`, `logout`, `enable-on-boot` and
+//! `delete` take of it.
+//!
+//! Two staleness windows exist, on purpose (§4.8): a starting process treats an existing
+//! file as live when its mtime is at or after `now − 3 × heartbeat_period` (so a file from
+//! the future is live too); the inspecting commands use a fixed 30 s window around now
+//! (`|mtime − now| < 30 s`, so a file far in the future is *not* fresh).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,6 +13,13 @@ use std::time::{Duration, SystemTime};
 
 /// File name inside the endpoint directory.
 pub const PID_FILE: &str = "daemon.pid";
+
+/// How often a running process touches its PID file (§4.8).
+pub const TOUCH_PERIOD: Duration = Duration::from_secs(15);
+
+/// The fixed window of `list`, `stop`, `logout`, `enable-on-boot` (§4.8): a file touched
+/// within this of now belongs to a running process.
+pub const INSPECT_WINDOW: Duration = Duration::from_secs(30);
 
 /// Why the PID file could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +51,60 @@ impl PidFileError {
     }
 }
 
+/// How `<dir>/daemon.pid` looks to the inspecting commands (30 s window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidState {
+    /// No PID file.
+    Absent,
+    /// Touched within 30 s of now: the endpoint runs.
+    Fresh,
+    /// Older (or further in the future): left behind by a process that did not clean up.
+    Stale,
+}
+
+/// Signed age of the file's mtime: positive in the past, negative in the future.
+fn signed_age(path: &Path) -> Option<f64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(match SystemTime::now().duration_since(modified) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    })
+}
+
+/// `|mtime − now|` of `<dir>/daemon.pid`, `None` if there is none.
+#[must_use]
+pub fn age(dir: &Path) -> Option<Duration> {
+    signed_age(&dir.join(PID_FILE)).map(|a| Duration::from_secs_f64(a.abs()))
+}
+
+/// [`PidState`] of `<dir>/daemon.pid`.
+#[must_use]
+pub fn state(dir: &Path) -> PidState {
+    match age(dir) {
+        None => PidState::Absent,
+        Some(a) if a < INSPECT_WINDOW => PidState::Fresh,
+        Some(_) => PidState::Stale,
+    }
+}
+
+/// The PID written in `<dir>/daemon.pid`, if the file holds a positive number.
+#[must_use]
+pub fn read_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+}
+
+/// Refreshes `path`'s modification time; `false` if the file has disappeared.
+#[must_use]
+pub fn touch_path(path: &Path) -> bool {
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(f) => f.set_modified(SystemTime::now()).is_ok() || path.exists(),
+        Err(_) => false,
+    }
+}
+
 /// A held PID file; removed when dropped.
 #[derive(Debug)]
 pub struct PidFile {
@@ -44,8 +112,10 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Takes `<dir>/daemon.pid`: a file modified within `stale_after` means another instance
-    /// runs; an older one is removed with a warning. Written `<pid>\n`, mode 0600.
+    /// Takes `<dir>/daemon.pid`: a file modified at or after `now − stale_after` (including
+    /// one from the future) means another instance runs; an older one is removed with the
+    /// warning `Previous endpoint instance failed to shutdown cleanly.  Removing PID file.`
+    /// Written `<pid>\n`, mode 0600, created exclusively.
     pub fn acquire(dir: &Path, stale_after: Duration) -> Result<PidFile, PidFileError> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(PID_FILE);
@@ -53,21 +123,24 @@ impl PidFile {
             path: path.clone(),
             source,
         };
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .unwrap_or_default();
-            if age < stale_after {
+        if let Some(age) = signed_age(&path) {
+            if age < stale_after.as_secs_f64() {
                 let content = std::fs::read_to_string(&path).unwrap_or_default();
-                tracing::info!("PID file {} exists: {}", path.display(), content.trim());
+                tracing::info!(
+                    "PID file {} exists ({age:.0} s old): {}",
+                    path.display(),
+                    content.trim()
+                );
                 return Err(PidFileError::Running { path, content });
             }
             tracing::warn!(
                 "Previous endpoint instance failed to shutdown cleanly.  Removing PID file."
             );
-            std::fs::remove_file(&path).map_err(io)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -81,10 +154,23 @@ impl PidFile {
 
     /// Refreshes the modification time; `false` if the file has disappeared (the caller
     /// should shut down, §4.8).
+    #[must_use]
     pub fn touch(&self) -> bool {
-        match std::fs::OpenOptions::new().append(true).open(&self.path) {
-            Ok(f) => f.set_modified(SystemTime::now()).is_ok() || self.path.exists(),
-            Err(_) => false,
+        touch_path(&self.path)
+    }
+
+    /// Touches the file every [`TOUCH_PERIOD`]; completes (after the warning `PID file
+    /// removed by another process; initiating shutdown`) when the file has disappeared —
+    /// another process removed it to ask this one to stop.
+    pub async fn watch(&self) {
+        let mut tick = tokio::time::interval(TOUCH_PERIOD);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !self.touch() {
+                tracing::warn!("PID file removed by another process; initiating shutdown");
+                return;
+            }
         }
     }
 
@@ -104,6 +190,16 @@ impl Drop for PidFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
 
     #[test]
     fn fresh_file_refuses_stale_file_is_replaced_and_drop_removes() {
@@ -112,6 +208,10 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(held.path()).unwrap(),
             format!("{}\n", std::process::id())
+        );
+        assert_eq!(
+            std::fs::metadata(held.path()).unwrap().permissions().mode() & 0o777,
+            0o600
         );
         let err = PidFile::acquire(d.path(), Duration::from_secs(90)).unwrap_err();
         assert_eq!(err.exit_code(), 73);
@@ -122,5 +222,56 @@ mod tests {
         let path = again.path().to_path_buf();
         drop(again);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_old_file_is_replaced_a_future_one_refuses() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(PID_FILE);
+        std::fs::write(&path, "1\n").unwrap();
+        set_mtime(&path, SystemTime::now() - Duration::from_secs(100));
+        let held = PidFile::acquire(d.path(), Duration::from_secs(90)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(held.path()).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        std::mem::forget(held);
+        set_mtime(&path, SystemTime::now() + Duration::from_secs(1000));
+        assert!(matches!(
+            PidFile::acquire(d.path(), Duration::from_secs(90)),
+            Err(PidFileError::Running { .. })
+        ));
+    }
+
+    #[test]
+    fn inspecting_uses_thirty_seconds_either_side_of_now() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(PID_FILE);
+        assert_eq!(state(d.path()), PidState::Absent);
+        assert_eq!(read_pid(d.path()), None);
+        std::fs::write(&path, "4242\n").unwrap();
+        assert_eq!(state(d.path()), PidState::Fresh);
+        assert_eq!(read_pid(d.path()), Some(4242));
+        set_mtime(&path, SystemTime::now() - Duration::from_secs(31));
+        assert_eq!(state(d.path()), PidState::Stale);
+        set_mtime(&path, SystemTime::now() + Duration::from_secs(20));
+        assert_eq!(state(d.path()), PidState::Fresh);
+        set_mtime(&path, SystemTime::now() + Duration::from_secs(40));
+        assert_eq!(state(d.path()), PidState::Stale);
+        assert!(age(d.path()).unwrap() > Duration::from_secs(35));
+        std::fs::write(&path, "garbage").unwrap();
+        assert_eq!(read_pid(d.path()), None);
+    }
+
+    #[test]
+    fn touch_refreshes_and_notices_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(PID_FILE);
+        std::fs::write(&path, "1\n").unwrap();
+        set_mtime(&path, SystemTime::now() - Duration::from_secs(100));
+        assert!(touch_path(&path));
+        assert_eq!(state(d.path()), PidState::Fresh);
+        std::fs::remove_file(&path).unwrap();
+        assert!(!touch_path(&path));
     }
 }
