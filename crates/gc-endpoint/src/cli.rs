@@ -22,7 +22,11 @@ const GROUP_USAGE: Usage = Usage {
 enum Command {
     Configure,
     Delete,
+    DisableOnBoot,
+    EnableOnBoot,
     List,
+    Login,
+    Logout,
     MapIdentity,
     RenderUserConfig,
     Restart,
@@ -31,14 +35,19 @@ enum Command {
     StartUserEndpoint,
     Stop,
     Version,
+    Whoami,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 11] = [
+    const ALL: [Command; 16] = [
         Command::Configure,
         Command::Delete,
+        Command::DisableOnBoot,
+        Command::EnableOnBoot,
         Command::List,
+        Command::Login,
+        Command::Logout,
         Command::MapIdentity,
         Command::RenderUserConfig,
         Command::Restart,
@@ -47,6 +56,7 @@ impl Command {
         Command::StartUserEndpoint,
         Command::Stop,
         Command::Version,
+        Command::Whoami,
     ];
 
     /// Hidden commands run but are not listed in the group's help.
@@ -61,7 +71,11 @@ impl Command {
         match self {
             Command::Configure => "configure",
             Command::Delete => "delete",
+            Command::DisableOnBoot => "disable-on-boot",
+            Command::EnableOnBoot => "enable-on-boot",
             Command::List => "list",
+            Command::Login => "login",
+            Command::Logout => "logout",
             Command::MapIdentity => "map-identity",
             Command::RenderUserConfig => "render-user-config",
             Command::Restart => "restart",
@@ -70,6 +84,7 @@ impl Command {
             Command::StartUserEndpoint => "_start-user-endpoint",
             Command::Stop => "stop",
             Command::Version => "version",
+            Command::Whoami => "whoami",
         }
     }
 
@@ -78,7 +93,13 @@ impl Command {
         match self {
             Command::Configure => "Configure an endpoint",
             Command::Delete => "Deletes an endpoint and its config.",
+            Command::DisableOnBoot => "Disable on-boot persistence.",
+            Command::EnableOnBoot => {
+                "Enable on-boot persistence; restarts the endpoint when the machine restarts."
+            }
             Command::List => "List all available endpoints",
+            Command::Login => "Manually log in with Globus",
+            Command::Logout => "Logout from all endpoints",
             Command::MapIdentity => "Map an identity set to a local user",
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Restart => "Restarts an endpoint",
@@ -89,6 +110,7 @@ impl Command {
             Command::StartUserEndpoint => "Start a user endpoint (run by a core endpoint)",
             Command::Stop => "Stops an endpoint using the pidfile",
             Command::Version => "Show the version of globus-compute-endpoint",
+            Command::Whoami => "Show the currently logged-in identity",
         }
     }
 
@@ -96,7 +118,11 @@ impl Command {
         match self {
             Command::Configure => commands::configure::run(args),
             Command::Delete => commands::delete::run(args),
+            Command::DisableOnBoot => commands::on_boot::run_disable(args),
+            Command::EnableOnBoot => commands::on_boot::run_enable(args),
             Command::List => commands::list::run(args),
+            Command::Login => commands::auth::run_login(args),
+            Command::Logout => commands::auth::run_logout(args),
             Command::MapIdentity => run_map_identity(args),
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Restart => commands::restart::run(args),
@@ -105,6 +131,7 @@ impl Command {
             Command::StartUserEndpoint => commands::start_user_endpoint::run(args),
             Command::Stop => commands::stop::run(args),
             Command::Version => commands::version::run(args),
+            Command::Whoami => commands::auth::run_whoami(args),
         }
     }
 }

@@ -51,6 +51,12 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// An exit status computed elsewhere (a library's `exit_code()`); statuses outside
+    /// 0–255 become 1.
+    pub fn status(code: i32) -> CliError {
+        CliError::Exit(u8::try_from(code).unwrap_or(1))
+    }
+
     /// Print the error the way Click does and return the exit status.
     pub fn report(self) -> ExitCode {
         if let CliError::Done(code) = self {

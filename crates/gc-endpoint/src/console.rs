@@ -15,14 +15,11 @@ pub fn set_debug(on: bool) {
 }
 
 fn full_line(level: &str, loc: &Location<'_>, msg: &str) -> String {
-    let now = chrono::Local::now();
-    let pid = std::process::id();
     let file = loc.file().rsplit('/').next().unwrap_or("");
-    let module = file.trim_end_matches(".rs");
+    let module = format!("globus_compute_endpoint::{}", file.trim_end_matches(".rs"));
     format!(
-        "{} {level} MainProcess-{pid} MainThread-{pid} globus_compute_endpoint.{module}:{} {module} {msg}\n",
-        now.format("%Y-%m-%d %H:%M:%S,%6f"),
-        loc.line()
+        "{}{msg}\n",
+        crate::logging::line_prefix(level, &module, loc.line())
     )
 }
 

@@ -9,7 +9,7 @@ mod click;
 mod commands;
 mod compute_dir;
 mod console;
-mod privilege;
+mod logging;
 mod pyfmt;
 mod pyyaml;
 mod service;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::click::CliError;
+
 /// The compute scope every compute call needs.
 const COMPUTE_SCOPE: &str =
     "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all";
@@ -25,6 +27,34 @@ pub enum ServiceError {
     Network(String),
     /// Local set-up problem (credentials, environment).
     Setup(String),
+}
+
+/// `EX_NOPERM`: Globus Auth refused.
+const EX_NOPERM: u8 = 77;
+
+impl ServiceError {
+    /// The Auth error block upstream's `handle_auth_errors` prints (stdout and the log).
+    pub fn auth_block(status: u16, code: &str, text: &str) -> String {
+        format!(
+            "\nCompute CLI Error: An Auth API error occurred.\nHTTP status:       {status}\ncode:              {code}\nmessage:           {text}\n"
+        )
+    }
+
+    /// How a command ends on an error it does not handle itself: Auth errors as upstream's
+    /// auth handler (the block on stdout, exit 77), anything else as `Error: <message>`.
+    pub fn into_cli(self) -> CliError {
+        match self {
+            ServiceError::Auth { status, code, text } => {
+                let msg = Self::auth_block(status, &code, &text);
+                crate::console::warning(&msg);
+                println!("{msg}");
+                CliError::Exit(EX_NOPERM)
+            }
+            ServiceError::Api { text } => CliError::Click(text),
+            ServiceError::Network(e) => CliError::Click(format!("Network failure: {e}")),
+            ServiceError::Setup(msg) => CliError::Click(msg),
+        }
+    }
 }
 
 /// Where the SDK would send compute calls: `local` → `http://localhost:5000`, known
@@ -84,11 +114,17 @@ pub fn environment_name(local_compute_services: bool, config_env: Option<&str>) 
     }
 }
 
-/// A compute API client holding a client-credentials access token.
-pub struct ComputeClient {
+/// The scopes `whoami` and the auth-policy helpers need on `auth.globus.org`.
+const AUTH_SCOPES: &str = "openid urn:globus:auth:scope:auth.globus.org:manage_projects";
+
+/// A client identity (`GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET`) and an HTTP client for one
+/// environment's Auth service.
+pub struct Session {
     http: reqwest::blocking::Client,
-    base: String,
-    token: String,
+    auth: String,
+    environment: String,
+    id: String,
+    secret: String,
 }
 
 fn http_error(e: reqwest::Error) -> ServiceError {
@@ -107,28 +143,37 @@ fn auth_code(text: &str) -> String {
     }
 }
 
-impl ComputeClient {
-    /// Log in with `GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET` for the given environment.
-    pub fn login(environment: &str) -> Result<Self, ServiceError> {
-        let id = std::env::var("GLOBUS_COMPUTE_CLIENT_ID")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let secret = std::env::var("GLOBUS_COMPUTE_CLIENT_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let (id, secret) = match (id, secret) {
-            (Some(i), Some(s)) => (i, s),
-            (None, Some(_)) => {
-                return Err(ServiceError::Setup(
-                    "Both GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET must be set to use a client identity. Either set both environment variables, or unset them to use a normal login.".into(),
-                ));
-            }
-            _ => {
-                return Err(ServiceError::Setup(
-                    "Interactive Globus login is not available in this build; set GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET to use a client identity.".into(),
-                ));
-            }
-        };
+/// Only `GLOBUS_COMPUTE_CLIENT_SECRET` is set (an error for every command that logs in).
+pub fn client_identity_half_set() -> bool {
+    matches!(
+        client_identity(),
+        Err(ServiceError::Setup(ref m)) if m.starts_with("Both ")
+    )
+}
+
+/// The client identity from the environment, if one is configured.
+fn client_identity() -> Result<(String, String), ServiceError> {
+    let id = std::env::var("GLOBUS_COMPUTE_CLIENT_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = std::env::var("GLOBUS_COMPUTE_CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match (id, secret) {
+        (Some(i), Some(s)) => Ok((i, s)),
+        (None, Some(_)) => Err(ServiceError::Setup(
+            "Both GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET must be set to use a client identity. Either set both environment variables, or unset them to use a normal login.".into(),
+        )),
+        _ => Err(ServiceError::Setup(
+            "Interactive Globus login is not available in this build; set GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET to use a client identity.".into(),
+        )),
+    }
+}
+
+impl Session {
+    /// The client identity from the environment, for `environment`'s Auth service.
+    pub fn from_env(environment: &str) -> Result<Self, ServiceError> {
+        let (id, secret) = client_identity()?;
         let timeout = std::env::var("GLOBUS_SDK_HTTP_TIMEOUT")
             .ok()
             .and_then(|t| t.parse::<f64>().ok())
@@ -145,13 +190,22 @@ impl ComputeClient {
         if !auth.ends_with('/') {
             auth.push('/');
         }
-        let resp = http
-            .post(format!("{auth}v2/oauth2/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", COMPUTE_SCOPE),
-            ])
+        Ok(Self {
+            http,
+            auth,
+            environment: environment.to_string(),
+            id,
+            secret,
+        })
+    }
+
+    /// A client-credentials access token for `scope`.
+    pub fn token(&self, scope: &str) -> Result<String, ServiceError> {
+        let resp = self
+            .http
+            .post(format!("{}v2/oauth2/token", self.auth))
+            .basic_auth(&self.id, Some(&self.secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
             .send()
             .map_err(http_error)?;
         let status = resp.status().as_u16();
@@ -163,7 +217,7 @@ impl ComputeClient {
                 text,
             });
         }
-        let token = serde_json::from_str::<Value>(&text)
+        serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| {
                 v.get("access_token")
@@ -174,27 +228,70 @@ impl ComputeClient {
                 status,
                 code: "Error".into(),
                 text: text.clone(),
-            })?;
-        Ok(Self {
-            http,
-            base: compute_base_url(environment),
-            token,
+            })
+    }
+
+    /// A compute client (token for the compute scope).
+    pub fn compute(&self) -> Result<ComputeClient, ServiceError> {
+        Ok(ComputeClient {
+            http: self.http.clone(),
+            base: compute_base_url(&self.environment),
+            token: self.token(COMPUTE_SCOPE)?,
         })
     }
 
+    /// An Auth API client (token for `openid` and `manage_projects`).
+    pub fn auth(&self) -> Result<AuthClient, ServiceError> {
+        Ok(AuthClient {
+            http: self.http.clone(),
+            base: self.auth.clone(),
+            token: self.token(AUTH_SCOPES)?,
+        })
+    }
+}
+
+/// One authenticated JSON call.
+fn call_json(
+    http: &reqwest::blocking::Client,
+    token: &str,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Value, ServiceError> {
+    let mut req = http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().map_err(http_error)?;
+    let status = resp.status().as_u16();
+    let text = resp.text().map_err(http_error)?;
+    if !(200..300).contains(&status) {
+        return Err(ServiceError::Api { text });
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A compute API client holding a client-credentials access token.
+pub struct ComputeClient {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+}
+
+impl ComputeClient {
+    /// Log in with `GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET` for the given environment.
+    pub fn login(environment: &str) -> Result<Self, ServiceError> {
+        Session::from_env(environment)?.compute()
+    }
+
     fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, ServiceError> {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .map_err(http_error)?;
-        let status = resp.status().as_u16();
-        let text = resp.text().map_err(http_error)?;
-        if !(200..300).contains(&status) {
-            return Err(ServiceError::Api { text });
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        call_json(
+            &self.http,
+            &self.token,
+            method,
+            &format!("{}{path}", self.base),
+            None,
+        )
     }
 
     /// `GET /v2/endpoints/{id}/status`
@@ -202,8 +299,57 @@ impl ComputeClient {
         self.call(reqwest::Method::GET, &format!("/v2/endpoints/{id}/status"))
     }
 
+    /// `POST /v3/endpoints/{id}/lock` (`stop --remote`).
+    pub fn lock_endpoint(&self, id: &str) -> Result<Value, ServiceError> {
+        self.call(reqwest::Method::POST, &format!("/v3/endpoints/{id}/lock"))
+    }
+
     /// `DELETE /v2/endpoints/{id}`
     pub fn delete_endpoint(&self, id: &str) -> Result<Value, ServiceError> {
         self.call(reqwest::Method::DELETE, &format!("/v2/endpoints/{id}"))
+    }
+}
+
+/// An Auth API client (`{auth}/v2/...`).
+pub struct AuthClient {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+}
+
+impl AuthClient {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ServiceError> {
+        call_json(
+            &self.http,
+            &self.token,
+            method,
+            &format!("{}{path}", self.base),
+            body,
+        )
+    }
+
+    /// `GET {auth}/v2/oauth2/userinfo`
+    pub fn userinfo(&self) -> Result<Value, ServiceError> {
+        self.call(reqwest::Method::GET, "v2/oauth2/userinfo", None)
+    }
+
+    /// `GET {auth}/v2/api/identities?ids=<id>`
+    pub fn identity(&self, id: &str) -> Result<Value, ServiceError> {
+        self.call(
+            reqwest::Method::GET,
+            &format!("v2/api/identities?ids={id}"),
+            None,
+        )
+    }
+
+    /// `POST {auth}/v2/api/policies` with `{"policy": {...}}`; returns the response.
+    pub fn create_policy(&self, policy: &Value) -> Result<Value, ServiceError> {
+        let body = serde_json::json!({ "policy": policy });
+        self.call(reqwest::Method::POST, "v2/api/policies", Some(&body))
     }
 }

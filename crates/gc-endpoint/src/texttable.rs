@@ -85,21 +85,7 @@ pub fn endpoint_table(rows: &[[String; 3]], columns: usize) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let max_width = columns.max(68);
-    let deco = 3 * 2 + 4;
-    if width.iter().sum::<usize>() + deco > max_width {
-        let mut available = max_width - deco;
-        let mut new = [0usize; 3];
-        let mut i = 0;
-        while available > 0 {
-            if new[i] < width[i] {
-                new[i] += 1;
-                available -= 1;
-            }
-            i = (i + 1) % 3;
-        }
-        width = new.to_vec();
-    }
+    width = fit(&width, columns.max(68));
     let mut name_w = width[2] as isize;
     if width[0] < want_id {
         name_w -= (want_id - width[0]) as isize;
@@ -110,17 +96,42 @@ pub fn endpoint_table(rows: &[[String; 3]], columns: usize) -> String {
         width[1] = want_status;
     }
     width[2] = name_w.max(10) as usize;
+    draw(&header, &rows, &width)
+}
 
+/// texttable's column sizing under a maximum table width: when the natural widths do not
+/// fit, the available width is dealt out one character at a time, column by column.
+fn fit(natural: &[usize], max_width: usize) -> Vec<usize> {
+    let n = natural.len();
+    let deco = 3 * n.saturating_sub(1) + 4;
+    if natural.iter().sum::<usize>() + deco <= max_width {
+        return natural.to_vec();
+    }
+    let mut available = max_width.saturating_sub(deco);
+    let mut new = vec![0usize; n];
+    let mut i = 0;
+    while available > 0 && new.iter().zip(natural).any(|(a, b)| a < b) {
+        if new[i] < natural[i] {
+            new[i] += 1;
+            available -= 1;
+        }
+        i = (i + 1) % n;
+    }
+    new
+}
+
+/// The grid: header row (centred), `=` rule, rows separated by `-` rules.
+fn draw<R: AsRef<[String]>>(header: &[String], rows: &[R], width: &[usize]) -> String {
     let hline = |c: char| {
         let inner: Vec<String> = width.iter().map(|&w| c.to_string().repeat(w)).collect();
         let sep = format!("{c}+{c}");
         format!("+{c}{}{c}+\n", inner.join(&sep))
     };
     let mut out = hline('-');
-    out.push_str(&draw_line(&header, &width, true));
+    out.push_str(&draw_line(header, width, true));
     out.push_str(&hline('='));
     for (i, row) in rows.iter().enumerate() {
-        out.push_str(&draw_line(row, &width, false));
+        out.push_str(&draw_line(row.as_ref(), width, false));
         if i + 1 < rows.len() {
             out.push_str(&hline('-'));
         }
@@ -130,7 +141,31 @@ pub fn endpoint_table(rows: &[[String; 3]], columns: usize) -> String {
     out
 }
 
-fn draw_line(cells: &[String; 3], width: &[usize], header: bool) -> String {
+/// A texttable grid of any number of columns, at most `max_width` wide (the SDK's
+/// `print_table`, e.g. `whoami`).
+pub fn table(header: &[&str], rows: &[Vec<String>], max_width: usize) -> String {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_string()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut r: Vec<String> = r.iter().map(|c| auto_format(c)).collect();
+            r.resize(header.len(), String::new());
+            r
+        })
+        .collect();
+    let natural: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| len_cell(&r[c]))
+                .chain(std::iter::once(len_cell(&header[c])))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    draw(&header, &rows, &fit(&natural, max_width))
+}
+
+fn draw_line(cells: &[String], width: &[usize], header: bool) -> String {
     let wrapped: Vec<Vec<String>> = cells
         .iter()
         .zip(width)
@@ -161,7 +196,7 @@ fn draw_line(cells: &[String; 3], width: &[usize], header: bool) -> String {
                 out.push_str(text);
                 out.push_str(&" ".repeat(fill));
             }
-            if col < 2 {
+            if col + 1 < wrapped.len() {
                 out.push_str(" | ");
             }
         }

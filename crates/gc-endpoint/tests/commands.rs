@@ -30,6 +30,12 @@ fn help_texts_match_upstream() {
         "list",
         "delete",
         "render-user-config",
+        "stop",
+        "login",
+        "logout",
+        "whoami",
+        "enable-on-boot",
+        "disable-on-boot",
     ] {
         let o = ours(d.path(), &[cmd, "--help"]);
         let u = upstream(d.path(), &[cmd, "--help"]);
@@ -37,8 +43,7 @@ fn help_texts_match_upstream() {
     }
     // Upstream's text without the options this build does not offer.
     let detach = "  --detach              Detach the endpoint process from the current terminal\n";
-    let remote = "  --remote          send stop signal to all endpoints with this UUID, local or\n                    elsewhere\n";
-    for (cmd, absent) in [("start", detach), ("restart", detach), ("stop", remote)] {
+    for (cmd, absent) in [("start", detach), ("restart", detach)] {
         let o = ours(d.path(), &[cmd, "--help"]);
         let u = upstream(d.path(), &[cmd, "--help"]);
         assert!(u.stdout.contains(absent), "{cmd} --help: {}", u.stdout);
@@ -58,7 +63,7 @@ fn help_texts_match_upstream() {
     let g = ours(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
     assert!(g.stdout.ends_with(
-        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  list                List all available endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  restart             Restarts an endpoint\n  start               Start an endpoint\n  stop                Stops an endpoint using the pidfile\n  version             Show the version of globus-compute-endpoint\n"
+        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  disable-on-boot     Disable on-boot persistence.\n  enable-on-boot      Enable on-boot persistence; restarts the endpoint...\n  list                List all available endpoints\n  login               Manually log in with Globus\n  logout              Logout from all endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  restart             Restarts an endpoint\n  start               Start an endpoint\n  stop                Stops an endpoint using the pidfile\n  version             Show the version of globus-compute-endpoint\n  whoami              Show the currently logged-in identity\n"
     ));
 }
 
@@ -72,6 +77,8 @@ fn group_usage_errors_match_upstream() {
         &["list", "--debu"],
         &["list", "extra"],
         &["render-user-config", "-h"],
+        &["whoami", "-h"],
+        &["login", "extra"],
         &["version", "--no-color=1"],
     ] {
         let o = ours(d.path(), args);

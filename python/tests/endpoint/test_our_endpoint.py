@@ -111,7 +111,7 @@ def test_second_start_refuses_while_running(our_site):
 def test_stop_ends_the_endpoint(our_site):
     r = our_site.run_cli("stop", our_site.NAME)
     assert r.returncode == 0, r.stderr
-    assert f"Endpoint {our_site.NAME} is now stopped" in r.stderr
+    assert f"Endpoint <{our_site.NAME}> is now stopped" in r.stderr
     assert our_site.proc.wait(15) == 0
     assert not (our_site.ep_dir / "daemon.pid").exists()
     r = our_site.run_cli("stop", our_site.NAME)

@@ -38,3 +38,22 @@ pub fn parse<T: Parser>(args: &[String], usage: Usage) -> Result<T, CliError> {
     let long = click::long_options(&cmd);
     T::try_parse_from(args).map_err(|e| click::from_clap(&e, usage, &long, args))
 }
+
+/// The only option of `login`, `logout`, `whoami`, `enable-on-boot`, `disable-on-boot`:
+/// `--help` (no `-h`).
+#[derive(Debug, clap::Args)]
+pub struct HelpOnly {
+    /// Show this message and exit.
+    #[arg(long = "help")]
+    pub help: bool,
+}
+
+impl HelpOnly {
+    /// `true` when help was asked for (and printed).
+    pub fn apply(&self, help_text: &str) -> bool {
+        if self.help {
+            click::print_help(help_text);
+        }
+        self.help
+    }
+}

@@ -14,8 +14,8 @@ use crate::click::{self, CliError, CmdResult, Usage};
 use crate::commands::common::CommonOptions;
 use crate::compute_dir;
 use crate::console;
-use crate::privilege;
 use crate::pyyaml::{self, PyValue};
+use crate::service::{self, ServiceError, Session};
 
 const USAGE: Usage = Usage {
     command_path: "globus-compute-endpoint configure",
@@ -195,7 +195,7 @@ pub fn run(argv: &[String]) -> CmdResult {
         });
     }
 
-    if !privilege::endpoints_supported() {
+    if !cfg!(target_os = "linux") {
         return Err(CliError::Click(
             "Unable to configure new endpoints; Compute endpoints are not supported on this system"
                 .into(),
@@ -213,7 +213,9 @@ pub fn run(argv: &[String]) -> CmdResult {
     }
     compute_dir::validate_endpoint_name(&name).map_err(CliError::Click)?;
 
-    let id_mapping = conv.multi_user.unwrap_or_else(privilege::is_privileged);
+    let id_mapping = conv
+        .multi_user
+        .unwrap_or_else(gc_mep::privilege::is_privileged);
     let contact_email = args.contact_email.clone().filter(|e| !e.is_empty());
     if id_mapping && contact_email.is_none() {
         return Err(CliError::Click(
@@ -239,6 +241,7 @@ pub fn run(argv: &[String]) -> CmdResult {
         || conv.auth_timeout.is_some();
     let auth_policy = args.auth_policy.clone().filter(|p| !p.is_empty());
     let subscription_id = args.subscription_id.clone().filter(|s| !s.is_empty());
+    let mut created_policy = None;
     if create_policy && auth_policy.is_some() {
         return Err(CliError::Click(
             "Cannot specify an existing auth policy and create a new one at the same time".into(),
@@ -259,10 +262,9 @@ pub fn run(argv: &[String]) -> CmdResult {
                 "MFA may only be enabled for High Assurance(HA) policies".into(),
             ));
         }
-        return Err(CliError::Click(
-            "Creating a Globus Auth policy is not supported by this build; create the policy with Globus Auth and pass its id with --auth-policy".into(),
-        ));
+        created_policy = Some(create_auth_policy(&args, conv.auth_timeout)?);
     }
+    let auth_policy = created_policy.or(auth_policy);
 
     let ep_dir = compute_dir::compute_dir().join(&name);
     if ep_dir.exists() {
@@ -315,6 +317,77 @@ pub fn run(argv: &[String]) -> CmdResult {
     ));
     print!("{text}");
     Ok(())
+}
+
+/// Create the authentication policy the "Authentication Policy Creation" options describe
+/// (`POST {auth}/v2/api/policies`); returns its id. Optional settings are sent only when
+/// truthy, as upstream does (so `--auth-timeout 0` sends no timeout).
+fn create_auth_policy(args: &Args, timeout: Option<i128>) -> Result<String, CliError> {
+    let Some(project_id) = args
+        .auth_policy_project_id
+        .clone()
+        .filter(|p| !p.is_empty())
+    else {
+        return Err(CliError::Click(
+            "Choosing or creating an auth project interactively is not available in this build; pass the project with --auth-policy-project-id".into(),
+        ));
+    };
+    let domains = |v: &Option<String>| {
+        v.as_deref()
+            .filter(|d| !d.is_empty())
+            .map(|d| serde_json::Value::from(d.split(',').collect::<Vec<_>>()))
+    };
+    let mut policy = serde_json::json!({
+        "project_id": project_id,
+        "display_name": args
+            .auth_policy_display_name
+            .as_deref()
+            .unwrap_or(AUTH_POLICY_DEFAULT_NAME),
+        "description": args
+            .auth_policy_description
+            .as_deref()
+            .unwrap_or(AUTH_POLICY_DEFAULT_DESC),
+    });
+    let mut set = |k: &str, v: serde_json::Value| {
+        if let Some(obj) = policy.as_object_mut() {
+            obj.insert(k.to_string(), v);
+        }
+    };
+    if let Some(d) = domains(&args.allowed_domains) {
+        set("domain_constraints_include", d);
+    }
+    if let Some(d) = domains(&args.excluded_domains) {
+        set("domain_constraints_exclude", d);
+    }
+    if args.high_assurance {
+        set("high_assurance", true.into());
+    }
+    if let Some(t) = timeout.filter(|t| *t != 0) {
+        let t = i64::try_from(t)
+            .map_err(|_| CliError::Click(format!("--auth-timeout {t} is out of range")))?;
+        set("authentication_assurance_timeout", t.into());
+    }
+    if args.auth_policy_mfa_required {
+        set("required_mfa", true.into());
+    }
+    let session = Session::from_env(&service::environment_name(false, None))
+        .map_err(ServiceError::into_cli)?;
+    let client = session.auth().map_err(ServiceError::into_cli)?;
+    let answer = client.create_policy(&policy).map_err(|e| match e {
+        ServiceError::Api { text } => {
+            CliError::Click(format!("Unable to create authentication policy: [{text}]"))
+        }
+        other => other.into_cli(),
+    })?;
+    answer
+        .pointer("/policy/id")
+        .and_then(serde_json::Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| {
+            CliError::Click(format!(
+                "Unable to create authentication policy: [{answer}]"
+            ))
+        })
 }
 
 /// Everything `configure` writes, decided before anything is written.

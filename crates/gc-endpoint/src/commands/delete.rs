@@ -1,7 +1,7 @@
 //! `delete [--force] [--yes] [NAME_OR_UUID]` (ENDPOINT.md §1.4.8): delete an endpoint from
 //! the web service (when its id is known) and its local directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -24,8 +24,6 @@ const HELP: &str = include_str!("../help/delete.txt");
 const EX_UNAVAILABLE: u8 = 69;
 /// `EX_TEMPFAIL`: network error.
 const EX_TEMPFAIL: u8 = 75;
-/// `EX_NOPERM`: Globus Auth refused.
-const EX_NOPERM: u8 = 77;
 /// `sys.exit(-1)`.
 const EXIT_MINUS_ONE: u8 = 255;
 
@@ -182,10 +180,13 @@ fn delete_endpoint(
                     console::warning(&format!(
                         "Endpoint {uuid} is currently running.  To proceed with deletion, first stop the endpoint, or ignore the current status with `delete --force`"
                     ));
-                    return Ok(Some(EXIT_MINUS_ONE));
+                    return Ok(Some(CliError::Exit(EXIT_MINUS_ONE)));
                 }
                 if let Some(dir) = ep_dir {
-                    warn_if_running_locally(dir);
+                    // A running local instance is stopped first, as upstream does.
+                    if let Err(e) = crate::commands::stop::stop_dir(dir, &base_name(dir), None) {
+                        return Ok(Some(e));
+                    }
                 }
             }
             client.delete_endpoint(uuid)?;
@@ -196,16 +197,10 @@ fn delete_endpoint(
         });
         match outcome {
             Ok(None) => {}
-            Ok(Some(code)) => return Err(CliError::Exit(code)),
-            Err(ServiceError::Auth { status, code, text }) => {
-                let msg = format!(
-                    "\nCompute CLI Error: An Auth API error occurred.\nHTTP status:       {status}\ncode:              {code}\nmessage:           {text}\n"
-                );
-                console::warning(&msg);
-                println!("{msg}");
-                return Err(CliError::Exit(EX_NOPERM));
+            Ok(Some(e)) => return Err(e),
+            Err(e @ (ServiceError::Auth { .. } | ServiceError::Setup(_))) => {
+                return Err(e.into_cli());
             }
-            Err(ServiceError::Setup(msg)) => return Err(CliError::Click(msg)),
             Err(ServiceError::Api { text, .. }) => {
                 console::warning(&format!(
                     "Endpoint {uuid} could not be deleted from the web service: [{text}]"
@@ -242,17 +237,4 @@ fn delete_endpoint(
         ));
     }
     Ok(())
-}
-
-/// Upstream stops a running local endpoint before deleting it; this build has no `stop`
-/// yet, so it says so when a live pid file is present.
-fn warn_if_running_locally(dir: &Path) {
-    let pid: PathBuf = dir.join("daemon.pid");
-    if crate::commands::list::pidfile_state(dir).1 {
-        console::warning(&format!(
-            "Endpoint {} appears to be running locally ({} is fresh); it is not stopped by this build",
-            dir.display(),
-            pid.display()
-        ));
-    }
 }

@@ -1,8 +1,8 @@
 //! `list` (ENDPOINT.md §1.4.7): the table of local endpoints and their states.
 
 use std::path::Path;
-use std::time::SystemTime;
 
+use gc_mep::pidfile::{self, PidState};
 use serde_json::Value;
 
 use crate::click::{CmdResult, Usage};
@@ -19,9 +19,6 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/list.txt");
 
-/// A `daemon.pid` touched less than this many seconds ago means "running".
-pub const PID_FRESH_SECS: f64 = 30.0;
-
 #[derive(Debug, clap::Parser)]
 #[command(
     no_binary_name = true,
@@ -32,22 +29,6 @@ pub const PID_FRESH_SECS: f64 = 30.0;
 struct Args {
     #[command(flatten)]
     common: CommonOptions,
-}
-
-/// `(exists, active)` of an endpoint's `daemon.pid` (active: mtime within 30 s of now).
-pub fn pidfile_state(dir: &Path) -> (bool, bool) {
-    let Ok(meta) = std::fs::metadata(dir.join("daemon.pid")) else {
-        return (false, false);
-    };
-    let age = meta
-        .modified()
-        .ok()
-        .map(|m| match SystemTime::now().duration_since(m) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => e.duration().as_secs_f64(),
-        })
-        .unwrap_or(f64::INFINITY);
-    (true, age < PID_FRESH_SECS)
 }
 
 /// Python truthiness of a JSON value.
@@ -88,10 +69,10 @@ pub fn endpoint_rows(conf_dir: &Path) -> Vec<[String; 3]> {
         let status = if !has_id {
             "Initialized"
         } else {
-            match pidfile_state(&dir) {
-                (_, true) => "Running",
-                (true, false) => "Disconnected",
-                _ => "Stopped",
+            match pidfile::state(&dir) {
+                PidState::Fresh => "Running",
+                PidState::Stale => "Disconnected",
+                PidState::Absent => "Stopped",
             }
         };
         rows.push([id_shown, status.to_string(), name]);

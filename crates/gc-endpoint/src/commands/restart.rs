@@ -37,11 +37,6 @@ pub fn run(argv: &[String]) -> CmdResult {
         return Ok(());
     }
     let value = single_name(&args.names, USAGE)?;
-    stop_endpoint(&value)?;
-    start_endpoint(
-        &value,
-        args.endpoint_uuid.as_deref(),
-        args.common.log_to_console,
-        args.common.debug,
-    )
+    stop_endpoint(&value, false)?;
+    start_endpoint(&value, args.endpoint_uuid.as_deref(), &args.common)
 }

@@ -9,13 +9,14 @@
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use gc_engine::WorkerCommand;
+use gc_mep::pidfile::{self, PidFile};
 
 use crate::click::{CliError, CmdResult, Usage};
 use crate::commands::common::{CommonOptions, parse};
-use crate::commands::start::{PidFile, PidFileError, init_logging, single_name};
+use crate::commands::start::single_name;
 use crate::compute_dir;
 
 const USAGE: Usage = Usage {
@@ -26,8 +27,6 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/_start-user-endpoint.txt");
 
-/// `EX_CANTCREAT`: another instance holds a fresh PID file.
-const EX_CANTCREAT: u8 = 73;
 /// Default `heartbeat_period` of a user endpoint, for the PID file's staleness window.
 const DEFAULT_HEARTBEAT: f64 = 30.0;
 
@@ -84,29 +83,26 @@ pub fn run(argv: &[String]) -> CmdResult {
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::Click(format!("cannot create {}: {e}", dir.display())))?;
     let log = env_path("GLOBUS_COMPUTE_LOG_PATH").unwrap_or_else(|| dir.join("endpoint.log"));
-    init_logging(&log, args.common.log_to_console, args.common.debug);
+    crate::logging::init(
+        &log,
+        args.common.log_to_console,
+        args.common.debug,
+        args.common.no_color,
+    );
 
-    let pid_file = match PidFile::take(&dir, 3.0 * heartbeat_period(&document)) {
-        Ok(p) => p,
-        Err(PidFileError::Live) => {
-            tracing::error!(
-                "Another instance of this endpoint is running.  Refusing to start.  If this is not correct, then remove the PID file before starting again."
-            );
-            return Err(CliError::Exit(EX_CANTCREAT));
-        }
-        Err(PidFileError::Io(e)) => {
-            return Err(CliError::Click(format!("cannot create the PID file: {e}")));
-        }
-    };
+    let stale_after = Duration::from_secs_f64(3.0 * heartbeat_period(&document));
+    let pid_file = PidFile::acquire(&dir, stale_after).map_err(|e| {
+        tracing::error!("{e}");
+        CliError::status(e.exit_code())
+    })?;
     // Keep the PID file fresh while the UEP runs (the thread ends with the process).
     let touched = pid_file.path().to_path_buf();
     std::thread::spawn(move || {
         loop {
-            std::thread::sleep(Duration::from_secs(15));
-            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&touched) else {
+            std::thread::sleep(pidfile::TOUCH_PERIOD);
+            if !pidfile::touch_path(&touched) {
                 return;
-            };
-            let _ = f.set_modified(SystemTime::now());
+            }
         }
     });
 
