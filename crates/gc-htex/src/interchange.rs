@@ -383,6 +383,26 @@ impl HtexEngine {
         self.status().global_state(&self.info)
     }
 
+    /// Wait until every accepted task has its result, at most `timeout`; returns how many
+    /// are still outstanding. Call before [`HtexEngine::shutdown`] to stop gracefully.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Asked of the actor itself: events are handled in order, so every task
+            // submitted before this call is counted.
+            let (tx, rx) = oneshot::channel();
+            if self.events.send(Event::Snapshot(tx)).is_err() {
+                return 0;
+            }
+            let Ok(snapshot) = rx.await else { return 0 };
+            let outstanding = snapshot.active_tasks;
+            if outstanding == 0 || Instant::now() >= deadline {
+                return outstanding;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stop: fail what is still queued or running (the endpoint is going away), tell managers
     /// to stop, cancel every block.
     pub async fn shutdown(mut self) {

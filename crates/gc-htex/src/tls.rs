@@ -161,3 +161,76 @@ pub fn server_name() -> ServerName<'static> {
             .to_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Handshake over an in-memory pipe; the server's verdict.
+    async fn server_accepts(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let server_side = async move {
+            let mut s = acceptor.accept(a).await.ok()?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        let client_side = async move {
+            if let Ok(mut c) = connector.connect(server_name(), b).await {
+                let _ = c.write_all(b"ping").await;
+                let _ = c.flush().await;
+                // Keep the connection open until the server has read.
+                let mut buf = [0u8; 1];
+                let _ = c.read(&mut buf).await;
+            }
+        };
+        let (got, ()) = tokio::join!(server_side, async {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client_side).await;
+        });
+        got == Some(*b"ping")
+    }
+
+    #[tokio::test]
+    async fn only_managers_with_this_starts_certificate_get_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = make_server(dir.path()).unwrap();
+        for f in ["ca.pem", "manager.pem", "manager.key"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let good = load_client(dir.path()).unwrap();
+        assert!(server_accepts(Arc::clone(&server), good).await);
+
+        // A manager of another engine start (another authority) is refused.
+        let other = tempfile::tempdir().unwrap();
+        make_server(other.path()).unwrap();
+        let stranger = load_client(other.path()).unwrap();
+        assert!(!server_accepts(Arc::clone(&server), stranger).await);
+
+        // A client that trusts the authority but has no certificate of its own is refused.
+        let mut roots = RootCertStore::empty();
+        for c in read_pem_certs(&dir.path().join("ca.pem")).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let anonymous = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        assert!(!server_accepts(server, Arc::new(anonymous)).await);
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = load_client(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+    }
+}

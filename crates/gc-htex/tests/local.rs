@@ -113,14 +113,31 @@ async fn tasks_run_through_one_block_of_two_workers() {
                 .unwrap()
         })
         .collect();
-    let mut pids = HashSet::new();
-    for (i, h) in handles.into_iter().enumerate() {
+    let mut results = Vec::new();
+    for h in handles {
         let id = h.task_id();
         let r = tokio::time::timeout(Duration::from_secs(120), h)
             .await
             .expect("result in time")
             .expect("result");
         assert_eq!(r.task_id, id);
+        results.push(r);
+    }
+    eprintln!(
+        "40 tasks through 1 block x 2 workers in {:?} (including block and worker start)",
+        t0.elapsed()
+    );
+    let t1 = Instant::now();
+    let again: Vec<_> = (0..200)
+        .map(|_| engine.submit(request("add")).unwrap())
+        .collect();
+    for h in again {
+        let r = h.await.expect("result");
+        assert!(!r.is_error(), "{}", r.data);
+    }
+    eprintln!("200 more tasks on the warm block in {:?}", t1.elapsed());
+    let mut pids = HashSet::new();
+    for (i, r) in results.into_iter().enumerate() {
         assert!(!r.is_error(), "{}", r.data);
         let details = r.details.as_ref().expect("details");
         assert_eq!(details["endpoint_id"], Uuid::nil().to_string());
@@ -134,15 +151,11 @@ async fn tasks_run_through_one_block_of_two_workers() {
             pids.insert(pid);
         }
     }
-    eprintln!(
-        "40 tasks through 1 block x 2 workers in {:?} (incl. start)",
-        t0.elapsed()
-    );
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
     let status = engine.status();
     assert_eq!(status.managers.len(), 1);
     assert_eq!(status.managers[0].workers, 2);
-    assert_eq!(status.completed_tasks, 40);
+    assert_eq!(status.completed_tasks, 240);
     let g = engine.global_state();
     assert_eq!(g["total_workers"], 2);
     assert_eq!(g["managers"], 1);
@@ -218,7 +231,10 @@ async fn a_killed_manager_fails_its_tasks_with_a_clear_error() {
         let err = r.error_details.unwrap();
         assert_eq!(err.code, "RemoteExecutionError");
     }
-    assert_eq!(engine.status().lost_manager_tasks, 2);
+    wait_for("the counters", Duration::from_secs(5), || {
+        engine.status().lost_manager_tasks == 2
+    })
+    .await;
     engine.shutdown().await;
 }
 
@@ -348,5 +364,13 @@ async fn unencrypted_managers_work_and_resource_specifications_are_checked() {
         .insert("priority".into(), json!(2));
     let r = engine.submit(req).unwrap().await.unwrap();
     assert_eq!(decode(&r), json!({"value": 3}));
+    // Graceful stop: accepted tasks finish first.
+    let naps: Vec<_> = (0..2)
+        .map(|_| engine.submit(request("nap")).unwrap())
+        .collect();
+    assert_eq!(engine.drain(Duration::from_secs(60)).await, 0);
     engine.shutdown().await;
+    for h in naps {
+        assert_eq!(decode(&h.await.unwrap()), json!({"value": "rested"}));
+    }
 }
