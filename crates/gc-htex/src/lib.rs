@@ -37,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod any;
 mod config;
 mod interchange;
 pub mod manager;
@@ -44,6 +45,7 @@ pub mod proto;
 mod scaling;
 pub mod tls;
 
+pub use any::{AnyEngine, AnyHandle};
 pub use config::{HtexConfig, ManagerCommand, Strategy};
 pub use interchange::{HtexEngine, HtexStatus, ManagerInfo, TaskHandle};
 

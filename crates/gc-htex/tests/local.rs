@@ -374,3 +374,28 @@ async fn unencrypted_managers_work_and_resource_specifications_are_checked() {
         assert_eq!(decode(&h.await.unwrap()), json!({"value": "rested"}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_engine_drives_pool_and_htex_engines_alike() {
+    use gc_htex::AnyEngine;
+    let dir = tempfile::tempdir().unwrap();
+    let htex = AnyEngine::Htex(start(dir.path(), PROVIDER_1X2).await);
+    let mut pool_config = gc_engine::PoolConfig::new(
+        gc_engine::EngineKind::ProcessPool,
+        gc_engine::WorkerCommand::embedded(python()),
+    );
+    pool_config.max_workers = Some(1);
+    let pool = AnyEngine::Pool(gc_engine::Engine::start(pool_config, None, dir.path()).unwrap());
+    for (engine, kind) in [(htex, "GlobusComputeEngine"), (pool, "ProcessPoolEngine")] {
+        let h = engine.submit(request("add")).unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(60), h)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(decode(&r), json!({"value": 3}));
+        assert_eq!(engine.global_state()["engine_type"], kind);
+        let slow = engine.submit(request("nap")).unwrap();
+        engine.shutdown(Duration::from_secs(60)).await;
+        assert_eq!(decode(&slow.await.unwrap()), json!({"value": "rested"}));
+    }
+}
