@@ -25,14 +25,18 @@ cold      ``--cold-runs`` user endpoints are started from scratch, each by one t
 latency   on the warm user endpoint, after a warm-up batch: ``--latency-n`` sequential
           round trips of one task submitted with ``Client.batch_run`` and taken from the task
           group's AMQP result queue with pika (``latency_ms``); and ``--executor-latency-n``
-          round trips of ``Executor.submit(noop).result()`` (``latency_executor_ms``; the
-          Executor matches results to futures on a 0.5 s timer, which dominates).
+          round trips of ``Executor.submit(noop).result()`` (``latency_executor_ms``; off by
+          default: the Executor allows itself 8 small API calls per 16 s and matches results
+          to futures on a 0.5 s timer, so it measures the SDK, not the endpoint).
 throughput ``--tasks`` ``Executor.submit(noop)`` calls (``batch_size`` ``--batch-size``,
           client-side API throttling off) timed from the first submit to the last result
           received (future completion callbacks), after a warm-up batch.
 queued    the same number of tasks submitted while the user endpoint and its workers are
           stopped (SIGSTOP); the clock runs from SIGCONT to the last result received: the
           endpoint's drain rate without the SDK's submit path in the way.
+endpoint-only  as ``queued``, but gc-service is stopped (SIGSTOP) before the UEP continues,
+          and the clock stops when all results sit in the broker's ``results`` queue: the
+          endpoint (UEP, workers, its AMQP traffic) without the service and the SDK.
 idle      ``--idle`` seconds without tasks, then VmRSS (``/proc/PID/status``) and PSS
           (``/proc/PID/smaps_rollup``) of the endpoint (MEP) process, the user endpoint (UEP)
           process and every process below the UEP (Python workers; for upstream's
@@ -156,6 +160,36 @@ def memory(pid: int) -> dict:
     except OSError as e:
         info["error"] = str(e)
     return info
+
+
+def cpu_times() -> dict[int, tuple[str, float]]:
+    """pid -> (command name, user+system CPU seconds) of every process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        f = stat[stat.rindex(")") + 2 :].split()
+        out[int(d)] = (comm, (int(f[11]) + int(f[12])) / tick)
+    return out
+
+
+def cpu_split(before: dict, after: dict, roles: dict[int, str]) -> dict[str, float]:
+    """CPU seconds spent between two cpu_times() snapshots, by role (pids in roles) or by
+    command name; entries under 0.05 s are dropped."""
+    spent: dict[str, float] = {}
+    for pid, (comm, t) in after.items():
+        dt = t - before.get(pid, (comm, 0.0))[1] if pid in before else t
+        if dt <= 0:
+            continue
+        key = roles.get(pid, comm)
+        spent[key] = spent.get(key, 0.0) + dt
+    return {k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -446,7 +480,22 @@ def measure_cold(ep: Endpoint, svc: Service, runs: int) -> dict:
     return out
 
 
-def run_batch(ex, n: int, timeout: float) -> dict:
+def roles_of(ep: Endpoint, svc_pid: int | None) -> dict[int, str]:
+    roles = {os.getpid(): "sdk (bench process)"}
+    if svc_pid:
+        roles[svc_pid] = "gc-service"
+    try:
+        roles[ep.mep_pid()] = "MEP"
+        for u in ep.ueps():
+            roles[u] = "UEP"
+            for w in descendants(u):
+                roles[w] = "workers"
+    except OSError:
+        pass
+    return roles
+
+
+def run_batch(ex, n: int, timeout: float, roles: dict[int, str] | None = None) -> dict:
     """Submits n no-op tasks and waits for all results; times from first submit to last result."""
     done_at: list[float] = []
     lock = threading.Lock()
@@ -458,6 +507,7 @@ def run_batch(ex, n: int, timeout: float) -> dict:
             if len(done_at) == n:
                 finished.set()
 
+    cpu0 = cpu_times()
     t0 = time.perf_counter()
     futs = []
     for _ in range(n):
@@ -467,18 +517,22 @@ def run_batch(ex, n: int, timeout: float) -> dict:
     submitted = time.perf_counter() - t0
     if not finished.wait(timeout):
         raise RuntimeError(f"only {len(done_at)} of {n} results within {timeout}s")
+    cpu1 = cpu_times()
     errors = sum(1 for f in futs if f.exception() is not None)
     total = max(done_at) - t0
-    return {
+    out = {
         "tasks": n,
         "errors": errors,
         "submit_calls_s": round(submitted, 3),
         "seconds": round(total, 3),
         "tasks_per_s": round(n / total, 1),
     }
+    if roles is not None:
+        out["cpu_s_by_process"] = cpu_split(cpu0, cpu1, roles)
+    return out
 
 
-def run_queued(ep: Endpoint, ex, n: int, timeout: float) -> dict:
+def run_queued(ep: Endpoint, ex, n: int, timeout: float, roles: dict[int, str]) -> dict:
     """n no-op tasks are submitted while the UEP and its workers are stopped (SIGSTOP); the
     clock runs from SIGCONT to the last result received: the endpoint's drain rate without the
     SDK's submit path in the way (results still travel UEP → service → SDK)."""
@@ -505,17 +559,20 @@ def run_queued(ep: Endpoint, ex, n: int, timeout: float) -> dict:
         wait_for(lambda: all(f.task_id for f in futs), 300, "all tasks accepted by the service", 0.1)
         time.sleep(1)  # let the service's last publishes settle in the queue
     finally:
+        cpu0 = cpu_times()
         t0 = time.perf_counter()
         for p in procs:
             os.kill(p, signal.SIGCONT)
     if not finished.wait(timeout):
         raise RuntimeError(f"only {len(done_at)} of {n} results within {timeout}s")
+    cpu1 = cpu_times()
     total = max(done_at) - t0
     return {
         "tasks": n,
         "errors": sum(1 for f in futs if f.exception() is not None),
         "seconds": round(total, 3),
         "tasks_per_s": round(n / total, 1),
+        "cpu_s_by_process": cpu_split(cpu0, cpu1, roles),
     }
 
 
@@ -571,34 +628,111 @@ def latency_stats(lat: list[float]) -> dict:
     }
 
 
-def measure_warm(ep: Endpoint, args, Executor) -> dict:
+def run_endpoint_only(ep: Endpoint, svc: Service, ex, n: int, timeout: float, roles: dict[int, str]) -> dict:
+    """The endpoint alone: n tasks are queued while the UEP (and its workers) are stopped; then
+    gc-service is stopped too (SIGSTOP, so nothing takes results off the broker's ``results``
+    queue), the UEP is continued, and the clock runs until all n results sit in ``results``
+    (polled with a passive queue declare). Then the service is continued and the SDK gets its
+    results. Measures task queue → UEP → workers → UEP → results exchange, with RabbitMQ.
+    Results are counted in a private queue bound to the `results` exchange beside the service's."""
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(svc.amqp))
+    ch = conn.channel()
+    # A private copy of everything routed to the service's `results` queue (topic exchange
+    # `results`, key `<id>.results`): its ready count is exact, while the stopped service's
+    # consumer holds up to its prefetch of the `results` queue's messages unacknowledged.
+    copy = ch.queue_declare(f"gcrs-epbench-copy-{uuid.uuid4().hex[:8]}", exclusive=True).method.queue
+    ch.queue_bind(copy, "results", routing_key="*.results")
+
+    def in_results() -> int:
+        return ch.queue_declare(copy, passive=True).method.message_count
+
+    ueps = ep.ueps()
+    procs = [p for u in ueps for p in (u, *descendants(u))]
+    for p in procs:
+        os.kill(p, signal.SIGSTOP)
+    stopped = list(procs)
+    try:
+        futs = [ex.submit(noop) for _ in range(n)]
+        wait_for(lambda: all(f.task_id for f in futs), 300, "all tasks accepted by the service", 0.1)
+        time.sleep(1)
+        os.kill(svc.proc.pid, signal.SIGSTOP)
+        stopped.append(svc.proc.pid)
+        base = in_results()
+        cpu0 = cpu_times()
+        t0 = time.perf_counter()
+        for p in procs:
+            os.kill(p, signal.SIGCONT)
+        stopped = [svc.proc.pid]
+        deadline = time.monotonic() + timeout
+        while in_results() - base < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {in_results() - base} of {n} results within {timeout}s")
+            time.sleep(0.01)
+        total = time.perf_counter() - t0
+        cpu1 = cpu_times()
+    finally:
+        for p in stopped:
+            os.kill(p, signal.SIGCONT)
+        conn.close()
+    wait_for(lambda: all(f.done() for f in futs), timeout, "the SDK to receive the results", 0.1)
+    return {
+        "tasks": n,
+        "errors": sum(1 for f in futs if f.exception() is not None),
+        "seconds": round(total, 3),
+        "tasks_per_s": round(n / total, 1),
+        "cpu_s_by_process": cpu_split(cpu0, cpu1, roles),
+    }
+
+
+def measure_warm(ep: Endpoint, svc: Service, args, Executor) -> dict:
+    svc_pid = svc.proc.pid
     out = {}
-    with Executor(endpoint_id=ep.endpoint_id, batch_size=args.batch_size, api_burst_limit=10**6) as ex:
+    # The Executor throttles itself to api_burst_limit (at most 8) API calls of fewer than
+    # that many tasks per api_burst_window_s (16 s), and that history delays any later call:
+    # each phase gets its own Executor so single-task phases cannot slow the batched ones.
+    def executor():
+        return Executor(endpoint_id=ep.endpoint_id, batch_size=args.batch_size, api_burst_limit=8)
+
+    with executor() as ex:
         t0 = time.perf_counter()
         ex.submit(noop).result(timeout=180)
         out["main_uep_first_result_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         log(f"  warm-up ({args.warmup} tasks)")
         out["warmup"] = run_batch(ex, args.warmup, 600)
 
-        log(f"  latency ({args.executor_latency_n} sequential through the Executor, {args.latency_n} direct)")
-        lat = []
-        for _ in range(args.executor_latency_n):
-            t = time.perf_counter()
-            ex.submit(noop).result(timeout=60)
-            lat.append((time.perf_counter() - t) * 1000)
-        out["latency_executor_ms"] = latency_stats(lat)
-        log(f"    executor: {out['latency_executor_ms']}")
-        out["latency_ms"] = measure_latency_direct(ep, args.latency_n)
-        log(f"    direct: {out['latency_ms']}")
+    log(f"  latency ({args.latency_n} sequential, Client + result queue)")
+    out["latency_ms"] = measure_latency_direct(ep, args.latency_n)
+    log(f"    {out['latency_ms']}")
 
+    with executor() as ex:
         log(f"  throughput ({args.tasks} tasks)")
-        out["throughput"] = run_batch(ex, args.tasks, 1800)
+        out["throughput"] = run_batch(ex, args.tasks, 1800, roles_of(ep, svc_pid))
         log(f"    {out['throughput']}")
 
-        if args.queued:
+    if args.queued:
+        with executor() as ex:
             log(f"  queued throughput ({args.tasks} tasks queued behind a stopped UEP)")
-            out["throughput_queued"] = run_queued(ep, ex, args.tasks, 1800)
+            out["throughput_queued"] = run_queued(ep, ex, args.tasks, 1800, roles_of(ep, svc_pid))
             log(f"    {out['throughput_queued']}")
+
+    if args.queued:
+        with executor() as ex:
+            log(f"  endpoint-only throughput ({args.tasks} tasks; service stopped while they run)")
+            out["throughput_endpoint_only"] = run_endpoint_only(ep, svc, ex, args.tasks, 1800, roles_of(ep, svc.proc.pid))
+            log(f"    {out['throughput_endpoint_only']}")
+
+    if args.executor_latency_n:
+        with executor() as ex:
+            log(f"  latency ({args.executor_latency_n} sequential through the Executor)")
+            lat = []
+            for _ in range(args.executor_latency_n):
+                t = time.perf_counter()
+                ex.submit(noop).result(timeout=60)
+                lat.append((time.perf_counter() - t) * 1000)
+            out["latency_executor_ms"] = latency_stats(lat)
+            log(f"    {out['latency_executor_ms']}")
 
     log(f"  idle {args.idle}s")
     time.sleep(args.idle)
@@ -635,7 +769,7 @@ def bench_one(impl: str, engine: str, args, workdir: Path) -> dict:
         result["mep_launch_to_online_s"] = round(ep.start(get_token(client)), 3)
         log(f"  endpoint {ep.endpoint_id} online after {result['mep_launch_to_online_s']}s")
         result["cold"] = measure_cold(ep, svc, args.cold_runs)
-        result.update(measure_warm(ep, args, Executor))
+        result.update(measure_warm(ep, svc, args, Executor))
         ok = True
         return result
     finally:
@@ -718,6 +852,7 @@ def summarise(results: list[dict]) -> list[dict]:
         metrics = [
             ("throughput (tasks/s)", lambda r: get(r, "throughput", "tasks_per_s"), "higher"),
             ("throughput, tasks queued first (tasks/s)", lambda r: get(r, "throughput_queued", "tasks_per_s"), "higher"),
+            ("throughput, endpoint only: queued tasks → results queue (tasks/s)", lambda r: get(r, "throughput_endpoint_only", "tasks_per_s"), "higher"),
             ("latency p50, Client + AMQP queue (ms)", lambda r: get(r, "latency_ms", "p50"), "lower"),
             ("latency p99, Client + AMQP queue (ms)", lambda r: get(r, "latency_ms", "p99"), "lower"),
             ("latency p50, Executor (ms)", lambda r: get(r, "latency_executor_ms", "p50"), "lower"),
@@ -753,8 +888,9 @@ def main():
     ap.add_argument("--tasks", type=int, default=10_000, help="throughput tasks (default 10,000)")
     ap.add_argument("--warmup", type=int, default=500, help="warm-up tasks before latency/throughput")
     ap.add_argument("--latency-n", type=int, default=200, help="sequential round trips")
-    ap.add_argument("--executor-latency-n", type=int, default=20,
-                    help="sequential round trips through the Executor (0.5 s result-matching timer)")
+    ap.add_argument("--executor-latency-n", type=int, default=0,
+                    help="also time this many Executor.submit().result() round trips (dominated by"
+                         " the SDK's own throttle: 8 small API calls per 16 s; default: skip)")
     ap.add_argument("--batch-size", type=int, default=1000, help="Executor batch_size")
     ap.add_argument("--cold-runs", type=int, default=3, help="cold user endpoint starts")
     ap.add_argument("--no-queued", dest="queued", action="store_false",
@@ -767,6 +903,9 @@ def main():
     ap.add_argument("--built-from", help="commit the binaries were built from (default: this clone's HEAD)")
     ap.add_argument("--out", help="write JSON here")
     args = ap.parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) end the run through the cleanup code.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.geteuid() != 0:
         sys.exit("run as root: the endpoints run as a throwaway unprivileged user (useradd/runuser)")
     engines = args.engine or list(ENGINES)
