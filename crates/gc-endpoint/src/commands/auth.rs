@@ -38,32 +38,22 @@ const WHOAMI_HELP: &str = include_str!("../help/whoami.txt");
 
 const NOT_LOGGED_IN: &str = "Unable to retrieve user information. Please log in again.";
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct ForceArgs {
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
-    help: HelpOnly,
+click_args! {
+    struct ForceArgs {
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        help: HelpOnly,
+    }
 }
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct WhoamiArgs {
-    #[arg(long)]
-    linked_identities: bool,
-    #[command(flatten)]
-    help: HelpOnly,
+click_args! {
+    struct WhoamiArgs {
+        #[arg(long)]
+        linked_identities: bool,
+        #[command(flatten)]
+        help: HelpOnly,
+    }
 }
 
 /// The SDK's environment for CLI logins: `GLOBUS_SDK_ENVIRONMENT`, else production.

@@ -28,58 +28,53 @@ const HELP: &str = include_str!("../help/configure.txt");
 const AUTH_POLICY_DEFAULT_NAME: &str = "Globus Compute Authentication Policy";
 const AUTH_POLICY_DEFAULT_DESC: &str = "This policy was created automatically by Globus Compute.";
 
-/// The words as typed; values are converted afterwards, in Click's order.
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(long, allow_hyphen_values = true)]
-    multi_user: Option<String>,
-    #[arg(long)]
-    high_assurance: bool,
-    #[arg(long, allow_hyphen_values = true)]
-    display_name: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    auth_policy: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    contact_email: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    manager_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    core_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    template_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    schema_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    user_env_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    id_mapping_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    auth_policy_project_id: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    auth_policy_display_name: Option<String>,
-    #[arg(long)]
-    auth_policy_mfa_required: bool,
-    #[arg(long, allow_hyphen_values = true)]
-    auth_policy_description: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    allowed_domains: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    excluded_domains: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    auth_timeout: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    subscription_id: Option<String>,
-    /// NAME, plus any extra words (refused like Click refuses them).
-    #[arg(value_name = "NAME")]
-    names: Vec<String>,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    /// The words as typed; values are converted afterwards, in Click's order.
+    struct Args {
+        #[arg(long, allow_hyphen_values = true)]
+        multi_user: Option<String>,
+        #[arg(long)]
+        high_assurance: bool,
+        #[arg(long, allow_hyphen_values = true)]
+        display_name: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        auth_policy: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        contact_email: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        manager_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        core_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        template_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        schema_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        user_env_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        id_mapping_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        auth_policy_project_id: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        auth_policy_display_name: Option<String>,
+        #[arg(long)]
+        auth_policy_mfa_required: bool,
+        #[arg(long, allow_hyphen_values = true)]
+        auth_policy_description: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        allowed_domains: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        excluded_domains: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        auth_timeout: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        subscription_id: Option<String>,
+        /// NAME, plus any extra words (refused like Click refuses them).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// The options after conversion.

@@ -27,22 +27,17 @@ const EX_TEMPFAIL: u8 = 75;
 /// `sys.exit(-1)`.
 const EXIT_MINUS_ONE: u8 = 255;
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    #[arg(long)]
-    force: bool,
-    #[arg(long)]
-    yes: bool,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// What `delete` needs from an endpoint's `config.yaml`: where the service is.

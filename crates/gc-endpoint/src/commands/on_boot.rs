@@ -28,18 +28,13 @@ const DISABLE_USAGE: Usage = Usage {
 const ENABLE_HELP: &str = include_str!("../help/enable-on-boot.txt");
 const DISABLE_HELP: &str = include_str!("../help/disable-on-boot.txt");
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    #[command(flatten)]
-    help: HelpOnly,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        #[command(flatten)]
+        help: HelpOnly,
+    }
 }
 
 /// Where systemd units live.

@@ -22,30 +22,25 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/render-user-config.txt");
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(short = 'e', long, allow_hyphen_values = true)]
-    endpoint: Option<String>,
-    #[arg(short = 't', long, allow_hyphen_values = true)]
-    template: Option<String>,
-    #[arg(short = 'o', long, allow_hyphen_values = true)]
-    user_options: Option<String>,
-    #[arg(short = 's', long, allow_hyphen_values = true)]
-    user_schema: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    parent_config: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    user_runtime: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    mapped_identity: Option<String>,
-    #[arg(long)]
-    help: bool,
+click_args! {
+    struct Args {
+        #[arg(short = 'e', long, allow_hyphen_values = true)]
+        endpoint: Option<String>,
+        #[arg(short = 't', long, allow_hyphen_values = true)]
+        template: Option<String>,
+        #[arg(short = 'o', long, allow_hyphen_values = true)]
+        user_options: Option<String>,
+        #[arg(short = 's', long, allow_hyphen_values = true)]
+        user_schema: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        parent_config: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        user_runtime: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        mapped_identity: Option<String>,
+        #[arg(long)]
+        help: bool,
+    }
 }
 
 /// An input file, read when its option is processed (Click's `File()` opens it then).

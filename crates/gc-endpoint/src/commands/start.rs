@@ -25,20 +25,15 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/start.txt");
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    #[arg(long)]
-    endpoint_uuid: Option<String>,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        #[arg(long)]
+        endpoint_uuid: Option<String>,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// One extra positional argument is a usage error, as in Click.

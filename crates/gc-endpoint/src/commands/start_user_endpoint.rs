@@ -30,18 +30,13 @@ const HELP: &str = include_str!("../help/_start-user-endpoint.txt");
 /// Default `heartbeat_period` of a user endpoint, for the PID file's staleness window.
 const DEFAULT_HEARTBEAT: f64 = 30.0;
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// The stdin document's `heartbeat_period`, if it can be read at all (the full validation is

@@ -36,21 +36,16 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How long survivors of the second SIGTERM get before SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    /// send stop signal to all endpoints with this UUID, local or elsewhere
-    #[arg(long)]
-    remote: bool,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        /// send stop signal to all endpoints with this UUID, local or elsewhere
+        #[arg(long)]
+        remote: bool,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// Run `stop`.

@@ -11,16 +11,11 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/version.txt");
 
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// Run `version`.
