@@ -523,6 +523,78 @@ mod tests {
     }
 
     #[test]
+    fn uid_change_moves_rungs_above_70_up_by_four() {
+        let (d, cfg) = setup("{}\n");
+        let env = BTreeMap::new();
+        let ctx = |uid_change| Context {
+            endpoint_dir: d.path(),
+            config: &cfg,
+            compute_dir: d.path(),
+            base_env: &env,
+            mep_pid: 1,
+            privileged: true,
+            program_dir: None,
+            uid_change,
+        };
+        assert_eq!((ctx(true).rung(70), ctx(true).rung(73)), (70, 77));
+        assert_eq!(ctx(false).rung(79), 79);
+        // Rendering for another user: the template sees that user, the environment starts
+        // empty on a privileged MEP, and failures carry the uid-change rung.
+        let user = LocalUser {
+            name: "someone".into(),
+            uid: 4242,
+            gid: 4343,
+            groups: vec![4343, 27],
+            gecos: String::new(),
+            shell: "/bin/sh".into(),
+            dir: PathBuf::from("/nonexistent"),
+        };
+        let sources = Sources {
+            template: "engine:\n  type: ThreadPoolEngine\n# {{ _GC.mapped_identity.local.uname }} \
+                       {{ _GC.mapped_identity.local.groups }} {{ _GC.mapped_identity.globus.id }}"
+                .into(),
+            template_path: d.path().join("t.j2"),
+            schema: None,
+            user_env: BTreeMap::from([("SITE".to_string(), "1".to_string())]),
+        };
+        let p = prepare_with(
+            &ctx(true),
+            &start(json!({}), json!({})),
+            &sources,
+            &user,
+            Some("gid-1"),
+        )
+        .unwrap();
+        let doc: Value = serde_json::from_slice(&p.stdin).unwrap();
+        assert_eq!(
+            doc["config"],
+            "engine:\n  type: ThreadPoolEngine\n# someone [4343, 27] gid-1"
+        );
+        assert_eq!(doc["ep_info"]["globus_matched_identity"], "gid-1");
+        assert_eq!(p.env["HOME"], "/");
+        assert_eq!(p.env["USER"], "someone");
+        assert_eq!(p.env["SITE"], "1");
+        assert!(!p.env.contains_key("PWD"));
+        let e = prepare_with(
+            &ctx(true),
+            &start(json!({"_GC": 1}), json!({})),
+            &sources,
+            &user,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 77);
+    }
+
+    #[test]
+    fn passwd_lookups() {
+        let root = LocalUser::by_name("root").unwrap().unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert!(root.groups.contains(&0));
+        assert_eq!(LocalUser::by_name("no-such-user-gcmep").unwrap(), None);
+    }
+
+    #[test]
     fn release_parsing() {
         assert_eq!(release("4.9.0"), Some(vec![4, 9, 0]));
         assert_eq!(release("4.19.0rc1"), Some(vec![4, 19, 0]));
