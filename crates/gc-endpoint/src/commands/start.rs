@@ -5,16 +5,17 @@
 //!
 //! Not offered yet: `--detach` and privileged (multi-user) operation.
 
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gc_mep::pidfile::{self, PidFile};
 
 use crate::click::{CliError, CmdResult, Usage};
 use crate::commands::common::{CommonOptions, parse};
 use crate::compute_dir;
 use crate::console;
+use crate::logging;
 
 const USAGE: Usage = Usage {
     command_path: "globus-compute-endpoint start",
@@ -24,25 +25,15 @@ const USAGE: Usage = Usage {
 
 const HELP: &str = include_str!("../help/start.txt");
 
-/// `EX_CANTCREAT`: another instance holds a fresh PID file.
-const EX_CANTCREAT: u8 = 73;
-/// How often a running process touches its PID file (§4.8).
-const PID_TOUCH: Duration = Duration::from_secs(15);
-
-#[derive(Debug, clap::Parser)]
-#[command(
-    no_binary_name = true,
-    disable_help_flag = true,
-    disable_version_flag = true,
-    args_override_self = true
-)]
-struct Args {
-    #[arg(value_name = "NAME_OR_UUID")]
-    names: Vec<String>,
-    #[arg(long)]
-    endpoint_uuid: Option<String>,
-    #[command(flatten)]
-    common: CommonOptions,
+click_args! {
+    struct Args {
+        #[arg(value_name = "NAME_OR_UUID")]
+        names: Vec<String>,
+        #[arg(long)]
+        endpoint_uuid: Option<String>,
+        #[command(flatten)]
+        common: CommonOptions,
+    }
 }
 
 /// One extra positional argument is a usage error, as in Click.
@@ -73,122 +64,6 @@ pub fn endpoint_dir(value: &str) -> Result<PathBuf, CliError> {
     }
 }
 
-/// Age of `path`'s mtime in seconds (absolute difference to now), if it exists.
-pub fn pidfile_age(path: &Path) -> Option<f64> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some(match SystemTime::now().duration_since(modified) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => e.duration().as_secs_f64(),
-    })
-}
-
-/// Why a PID file could not be taken.
-#[derive(Debug)]
-pub enum PidFileError {
-    /// A fresh PID file exists (another instance runs).
-    Live,
-    /// The file could not be created or written.
-    Io(std::io::Error),
-}
-
-/// `daemon.pid` held by this process: created exclusively (mode 0600, `<pid>\n`), touched
-/// every 15 s by [`PidFile::keep_alive`], removed on drop.
-#[derive(Debug)]
-pub struct PidFile {
-    path: PathBuf,
-}
-
-impl PidFile {
-    /// Take the PID file in `dir`; an existing one younger than `stale_after` seconds means
-    /// another instance runs, an older one is removed with a warning.
-    pub fn take(dir: &Path, stale_after: f64) -> Result<PidFile, PidFileError> {
-        let path = dir.join("daemon.pid");
-        if let Some(age) = pidfile_age(&path) {
-            if age < stale_after {
-                return Err(PidFileError::Live);
-            }
-            console::warning(
-                "Previous endpoint instance failed to shutdown cleanly.  Removing PID file.",
-            );
-            std::fs::remove_file(&path).map_err(PidFileError::Io)?;
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(PidFileError::Io)?;
-        f.write_all(format!("{}\n", std::process::id()).as_bytes())
-            .map_err(PidFileError::Io)?;
-        Ok(PidFile { path })
-    }
-
-    /// Touches the file every 15 s; completes when the file has disappeared (another process
-    /// removed it, which asks this one to stop).
-    pub async fn keep_alive(path: PathBuf) {
-        loop {
-            tokio::time::sleep(PID_TOUCH).await;
-            match OpenOptions::new().write(true).open(&path) {
-                Ok(f) => {
-                    if let Err(e) = f.set_modified(SystemTime::now()) {
-                        tracing::warn!("Unable to touch PID file {}: {e}", path.display());
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::warn!("PID file removed by another process; initiating shutdown");
-                    return;
-                }
-                Err(e) => tracing::warn!("Unable to touch PID file {}: {e}", path.display()),
-            }
-        }
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Log to `log_path` (appending), and to stderr as well with `--log-to-console`.
-pub fn init_logging(log_path: &Path, to_console: bool, debug: bool) {
-    use tracing_subscriber::fmt::writer::MakeWriterExt;
-    let level = if debug {
-        tracing::Level::DEBUG
-    } else {
-        tracing::Level::INFO
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log_path);
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_target(false);
-    // A second initialisation (restart) keeps the first subscriber.
-    let _ = match (file, to_console) {
-        (Ok(f), true) => builder
-            .with_writer(
-                std::sync::Mutex::new(f)
-                    .and(std::io::stderr)
-                    .with_max_level(level),
-            )
-            .try_init(),
-        (Ok(f), false) => builder
-            .with_writer(std::sync::Mutex::new(f).with_max_level(level))
-            .try_init(),
-        (Err(_), _) => builder
-            .with_writer(std::io::stderr.with_max_level(level))
-            .try_init(),
-    };
-}
-
 /// `metadata.python_version`: the version of the `python3` the workers will use.
 fn python_version() -> String {
     std::process::Command::new("python3")
@@ -214,6 +89,29 @@ fn banner_stream() -> Option<Box<dyn Write>> {
     }
 }
 
+/// One timer line: `  ----> <ctime>` and a carriage return (C `%c` in the C locale, local
+/// time).
+fn timer_line(now: chrono::DateTime<chrono::Local>) -> String {
+    format!("  ----> {}\r", now.format("%a %b %e %H:%M:%S %Y"))
+}
+
+/// The console timer of §1.4.3: every second, while stderr is a terminal, the time on one
+/// line that the next overwrites. Never completes.
+async fn console_timer() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let err = std::io::stderr();
+        if err.is_terminal() {
+            let mut err = err.lock();
+            let _ = err.write_all(timer_line(chrono::Local::now()).as_bytes());
+            let _ = err.flush();
+        }
+    }
+}
+
 /// Run `start`.
 pub fn run(argv: &[String]) -> CmdResult {
     let args: Args = parse(argv, USAGE)?;
@@ -221,20 +119,14 @@ pub fn run(argv: &[String]) -> CmdResult {
         return Ok(());
     }
     let name = single_name(&args.names, USAGE)?;
-    start_endpoint(
-        &name,
-        args.endpoint_uuid.as_deref(),
-        args.common.log_to_console,
-        args.common.debug,
-    )
+    start_endpoint(&name, args.endpoint_uuid.as_deref(), &args.common)
 }
 
 /// The start sequence of §4.2 for an unprivileged MEP; also `restart`'s second half.
 pub fn start_endpoint(
     value: &str,
     endpoint_uuid: Option<&str>,
-    log_to_console: bool,
-    debug: bool,
+    common: &CommonOptions,
 ) -> CmdResult {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let dir = endpoint_dir(value)?;
@@ -242,13 +134,24 @@ pub fn start_endpoint(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| value.to_string());
-    init_logging(&dir.join("endpoint.log"), log_to_console, debug);
-
-    let config = gc_config::CoreEndpointConfig::from_file(
+    let loaded = gc_config::CoreEndpointConfig::from_file(
         &dir.join("config.yaml"),
         gc_config::LoadOptions::default(),
-    )
-    .map_err(|e| CliError::Click(e.to_string()))?;
+    );
+    // `debug: true` in config.yaml has the effect of `--debug` (§1.5).
+    let debug = common.debug || loaded.as_ref().is_ok_and(|c| c.base.debug);
+    logging::init(
+        &dir.join("endpoint.log"),
+        common.log_to_console,
+        debug,
+        common.no_color,
+    );
+    let config = loaded.map_err(|e| {
+        tracing::error!(
+            "Failed to find or parse endpoint configuration.  Endpoint will not start. {e}"
+        );
+        CliError::Click(e.to_string())
+    })?;
     if nix::unistd::geteuid().is_root() && config.identity_mapping_config_path.is_none() {
         return Err(CliError::Click(
             "A root endpoint needs identity mapping (identity_mapping_config_path); see \
@@ -257,17 +160,19 @@ pub fn start_endpoint(
         ));
     }
 
-    let stale_after = 3.0 * config.base.heartbeat_period.as_f64();
-    if let Some(age) = pidfile_age(&dir.join("daemon.pid"))
+    let stale_after = Duration::from_secs_f64(3.0 * config.base.heartbeat_period.as_f64());
+    // Refuse before registering when another instance runs; the PID file itself is taken
+    // after registration (§4.2 steps 3 and 7).
+    if let Some(age) = pidfile::age(&dir)
         && age < stale_after
     {
-        tracing::info!(
-            "Endpoint {name} has a PID file {age:.0}s old (younger than {stale_after}s)"
-        );
-        console::error(
-            "Another instance of this endpoint is running.  (Perhaps on another login node?)  Refusing to start.  If this is not correct, then remove the PID file before starting again.",
-        );
-        return Err(CliError::Exit(EX_CANTCREAT));
+        let e = gc_mep::pidfile::PidFileError::Running {
+            path: dir.join(pidfile::PID_FILE),
+            content: String::new(),
+        };
+        tracing::info!("Endpoint {name} has a PID file {age:?} old (younger than {stale_after:?})");
+        console::error(&e.to_string());
+        return Err(CliError::status(e.exit_code()));
     }
 
     let runtime = tokio::runtime::Runtime::new()
@@ -280,12 +185,12 @@ async fn run_mep(
     name: String,
     config: gc_config::CoreEndpointConfig,
     endpoint_uuid: Option<&str>,
-    stale_after: f64,
+    stale_after: Duration,
 ) -> CmdResult {
     let fail = |code: i32, msg: String| {
         tracing::error!("{msg}");
         console::critical(&msg);
-        CliError::Exit(u8::try_from(code).unwrap_or(1))
+        CliError::status(code)
     };
     let urls =
         gc_mep::ServiceUrls::for_config(&config).map_err(|e| fail(e.exit_code(), e.to_string()))?;
@@ -312,18 +217,10 @@ async fn run_mep(
         fail(e.exit_code(), e.to_string())
     })?;
 
-    let pid_file = match PidFile::take(&dir, stale_after) {
-        Ok(p) => p,
-        Err(PidFileError::Live) => {
-            console::error(
-                "Another instance of this endpoint is running.  (Perhaps on another login node?)  Refusing to start.  If this is not correct, then remove the PID file before starting again.",
-            );
-            return Err(CliError::Exit(EX_CANTCREAT));
-        }
-        Err(PidFileError::Io(e)) => {
-            return Err(fail(1, format!("cannot create the PID file: {e}")));
-        }
-    };
+    let pid_file = PidFile::acquire(&dir, stale_after).map_err(|e| {
+        console::error(&e.to_string());
+        CliError::status(e.exit_code())
+    })?;
 
     let endpoint_id = registration.endpoint_id.clone();
     let mut options = gc_mep::MepOptions::new(name.as_str(), dir.clone(), config)
@@ -338,11 +235,11 @@ async fn run_mep(
         );
         let _ = out.flush();
     }
-    let keep_alive = PidFile::keep_alive(pid_file.path().to_path_buf());
-    let shutdown = async move {
+    let shutdown = async {
         tokio::select! {
             () = gc_mep::shutdown_signal() => {}
-            () = keep_alive => {}
+            () = pid_file.watch() => {}
+            () = console_timer() => {}
         }
     };
     let outcome = gc_mep::run(options, registration, shutdown).await;
@@ -353,9 +250,7 @@ async fn run_mep(
     drop(pid_file);
     match outcome {
         Ok(cause) => {
-            tracing::info!(
-                "Shutdown complete ({cause:?}).\n---------- Core Endpoint ends: {endpoint_id}\n\n"
-            );
+            tracing::debug!("Stopped: {cause:?}");
             Ok(())
         }
         Err(e) => Err(fail(e.exit_code(), e.to_string())),
@@ -367,44 +262,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pid_file_is_exclusive_private_and_removed_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("daemon.pid");
-        let held = PidFile::take(dir.path(), 90.0).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            format!("{}\n", std::process::id())
-        );
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert!(matches!(
-            PidFile::take(dir.path(), 90.0),
-            Err(PidFileError::Live)
-        ));
-        drop(held);
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn stale_pid_file_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("daemon.pid");
-        std::fs::write(&path, "1\n").unwrap();
-        let old = SystemTime::now() - Duration::from_secs(100);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
+    fn timer_lines_use_ctime() {
+        use chrono::TimeZone;
+        let t = chrono::Local
+            .with_ymd_and_hms(2026, 11, 2, 8, 5, 9)
+            .single()
             .unwrap();
-        let held = PidFile::take(dir.path(), 90.0).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(held.path()).unwrap(),
-            format!("{}\n", std::process::id())
-        );
+        assert_eq!(timer_line(t), "  ----> Mon Nov  2 08:05:09 2026\r");
     }
 
     #[test]
