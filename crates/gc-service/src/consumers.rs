@@ -16,13 +16,13 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 
 use crate::AppState;
 use crate::broker::{Pending, Q_HEARTBEATS, Q_RESULTS};
 use crate::error::{BrokerError, StoreError};
-use crate::messages::{Incoming, StatusInfo, pack_failed_result, unpack};
+use crate::messages::{Incoming, StatusInfo, pack_failed_result, pack_ha_result_notice, unpack};
 use crate::store::{Outcome, now_f64};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,18 +122,21 @@ pub async fn record_and_forward(
                 continue;
             };
             let queue = format!("{}{}", state.cfg.queue_prefix, t.task_group_id);
+            let mut props = BasicProperties::default().with_timestamp(now);
+            let notice;
+            let body = match (t.high_assurance, uuid::Uuid::parse_str(&t.task_id)) {
+                (true, Ok(tid)) => {
+                    notice = pack_ha_result_notice(&tid);
+                    let mut h = FieldTable::default();
+                    h.insert("high_assurance".into(), AMQPValue::Boolean(true));
+                    props = props.with_headers(h);
+                    &notice
+                }
+                _ => body,
+            };
             // Not mandatory: a queue that expired unused only means nobody is listening; the
             // result stays available through the REST routes.
-            pending
-                .publish(
-                    ch,
-                    "",
-                    &queue,
-                    body,
-                    BasicProperties::default().with_timestamp(now),
-                    false,
-                )
-                .await?;
+            pending.publish(ch, "", &queue, body, props, false).await?;
         }
         forwarded.push(t.task_id);
     }

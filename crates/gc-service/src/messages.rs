@@ -84,9 +84,36 @@ pub fn pack_failed_result(task_id: &Uuid, code: &str, text: &str) -> Vec<u8> {
     }))
 }
 
+/// The result message forwarded to an SDK result queue for a task of a high-assurance
+/// endpoint: it names the task but carries no data (sent with the AMQP header
+/// `high_assurance: true`, on which the SDK fetches the outcome over REST, where the
+/// endpoint's authentication policy is checked).
+pub fn pack_ha_result_notice(task_id: &Uuid) -> Vec<u8> {
+    messagepack::pack(&Message::Result(TaskResult {
+        task_id: *task_id,
+        data: String::new(),
+        details: None,
+        error_details: None,
+        task_statuses: None,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ha_notice_names_the_task_only() {
+        let id = Uuid::parse_str("00000000-0000-4000-8000-000000000002").unwrap();
+        match unpack(&pack_ha_result_notice(&id)).unwrap() {
+            Incoming::Result(r) => {
+                assert!(r.success);
+                assert_eq!(r.task_id, id);
+                assert_eq!(r.data, "");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn task_message_matches_upstream_layout() {

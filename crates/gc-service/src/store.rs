@@ -165,6 +165,8 @@ pub struct ForwardTarget {
     pub task_group_id: String,
     pub forwarded: bool,
     pub create_queue: bool,
+    /// The task ran on a high-assurance endpoint: forward a data-less notice only.
+    pub high_assurance: bool,
 }
 
 /// Make a SQLite database file readable by its owner only (it holds secret and token hashes);
@@ -997,8 +999,10 @@ impl Store {
         for chunk in ids.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT t.id, t.task_group_id, t.forwarded, g.create_queue FROM tasks t \
-                 JOIN task_groups g ON g.id = t.task_group_id WHERE t.id IN ({})",
+                "SELECT t.id, t.task_group_id, t.forwarded, g.create_queue, \
+                 COALESCE(e.high_assurance, 0) AS ha FROM tasks t \
+                 JOIN task_groups g ON g.id = t.task_group_id \
+                 LEFT JOIN endpoints e ON e.id = t.endpoint_id WHERE t.id IN ({})",
                 placeholders.join(",")
             );
             let mut q = sqlx::query(&sql);
@@ -1011,6 +1015,7 @@ impl Store {
                     task_group_id: r.try_get("task_group_id")?,
                     forwarded: b(r.try_get("forwarded")?),
                     create_queue: b(r.try_get("create_queue")?),
+                    high_assurance: b(r.try_get("ha")?),
                 });
             }
         }
