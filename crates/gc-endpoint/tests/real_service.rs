@@ -605,49 +605,54 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
     let dir = gc_dir.join("tty1");
     // `script` gives the endpoint a terminal on stdin, stdout and stderr and copies what it
     // prints to its own stdout.
-    let mut cmd = as_endpoint_user("script");
-    cmd.args(["-q", "-f", "-e", "-c"])
-        .arg(format!("{} start tty1 --log-to-console", bin.display()))
-        .arg("/dev/null")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("script");
-    let mut out = child.stdout.take().expect("stdout");
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let reader = {
-        let seen = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
+    // Runs `<bin> <words>` on a terminal until the banner and two timer lines show, stops
+    // the endpoint with `stop`, and returns what the terminal showed.
+    let on_terminal = |words: &str| -> String {
+        let mut cmd = as_endpoint_user("script");
+        cmd.args(["-q", "-f", "-e", "-c"])
+            .arg(format!("{} {words}", bin.display()))
+            .arg("/dev/null")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("script");
+        let mut out = child.stdout.take().expect("stdout");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let reader = {
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.lock().expect("lock").extend_from_slice(&buf[..n]);
                 }
-                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
-        })
+            })
+        };
+        let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !(text().contains(">>> Endpoint ID: ") && text().matches("  ----> ").count() >= 2) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no banner and timer: {:?}",
+                text()
+            );
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "exited: {:?}",
+                text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let r = ours(&gc_dir, &["stop", "tty1"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(r.stderr, "> Endpoint <tty1> is now stopped\n");
+        assert!(child.wait().expect("wait").success());
+        reader.join().expect("reader");
+        text()
     };
-    let text = || String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !(text().contains(">>> Endpoint ID: ") && text().matches("  ----> ").count() >= 2) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no banner and timer: {:?}",
-            text()
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "exited: {:?}",
-            text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let r = ours(&gc_dir, &["stop", "tty1"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.stderr, "> Endpoint <tty1> is now stopped\n");
-    assert!(child.wait().expect("wait").success());
-    reader.join().expect("reader");
-    let shown = text();
+    let shown = on_terminal("start tty1 --log-to-console");
 
     let ep_json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("endpoint.json")).unwrap()).unwrap();
@@ -679,4 +684,23 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
     assert!(line.is_match(&log), "{log}");
     assert!(log.contains(&format!("---------- Core Endpoint ends: {ep_id}")));
     assert_eq!(support::mode(&dir.join("endpoint.log")), 0o600);
+
+    // restart: the stop half cleans up a stale PID file, the start half runs as `start`
+    // (without --log-to-console nothing but the banner and timer reaches the terminal).
+    let pid_path = dir.join("daemon.pid");
+    std::fs::write(&pid_path, "1\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&pid_path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let shown = on_terminal("restart tty1");
+    assert!(
+        shown.starts_with(&format!(
+            "> Endpoint <tty1> has been cleaned up.\r\n\x1b[?25l        >>> Endpoint ID: \x1b[104m{ep_id}\x1b[m <<<\r\n  ----> "
+        )),
+        "{shown:?}"
+    );
+    assert!(!shown.contains("Core Endpoint begins"), "{shown:?}");
 }
