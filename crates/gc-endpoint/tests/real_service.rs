@@ -606,8 +606,8 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
     // `script` gives the endpoint a terminal on stdin, stdout and stderr and copies what it
     // prints to its own stdout.
     // Runs `<bin> <words>` on a terminal until the banner and two timer lines show, stops
-    // the endpoint with `stop`, and returns what the terminal showed.
-    let on_terminal = |words: &str| -> String {
+    // the endpoint with `stop` (or `stopper`), and returns what the terminal showed.
+    let on_terminal_then = |words: &str, stopper: &dyn Fn()| -> String {
         let mut cmd = as_endpoint_user("script");
         cmd.args(["-q", "-f", "-e", "-c"])
             .arg(format!("{} {words}", bin.display()))
@@ -645,13 +645,17 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let r = ours(&gc_dir, &["stop", "tty1"]);
-        assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(r.stderr, "> Endpoint <tty1> is now stopped\n");
+        stopper();
         assert!(child.wait().expect("wait").success());
         reader.join().expect("reader");
         text()
     };
+    let stop = || {
+        let r = ours(&gc_dir, &["stop", "tty1"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(r.stderr, "> Endpoint <tty1> is now stopped\n");
+    };
+    let on_terminal = |words: &str| on_terminal_then(words, &stop);
     let shown = on_terminal("start tty1 --log-to-console");
 
     let ep_json: Value =
@@ -703,4 +707,29 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
         "{shown:?}"
     );
     assert!(!shown.contains("Core Endpoint begins"), "{shown:?}");
+
+    // delete of a running endpoint: refused without --force (the service reports it
+    // online); with --force the local instance is stopped first, as upstream does.
+    let delete = || {
+        // The endpoint has sent its first heartbeat (at least two seconds ago).
+        let r = svc.run(&gc_dir, &["delete", "--yes", "tty1"], &[]);
+        assert_eq!(r.code, 255, "{r:?}");
+        assert!(r.stderr.contains(" WARNING MainProcess-"), "{r:?}");
+        assert!(
+            r.stderr.contains(&format!(
+                "Endpoint {ep_id} is currently running.  To proceed with deletion, first stop the endpoint, or ignore the current status with `delete --force`"
+            )),
+            "{r:?}"
+        );
+        let r = svc.run(&gc_dir, &["delete", "--force", "--yes", "tty1"], &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr.starts_with(&format!(
+                "> Endpoint <tty1> is now stopped\n> Endpoint {ep_id} has been deleted from the web service\n"
+            )),
+            "{r:?}"
+        );
+    };
+    on_terminal_then("start tty1", &delete);
+    assert!(!dir.exists());
 }
