@@ -47,7 +47,15 @@ pub trait CredentialIssuer: Send + Sync {
     fn endpoint_url<'a>(&'a self, endpoint_id: &'a str) -> UrlFuture<'a>;
     /// URL for an SDK client's result watcher.
     fn sdk_url(&self, client_id: &str) -> String;
+    /// Withdraw the credentials of deleted (user) endpoints.
+    fn revoke<'a>(&'a self, _endpoint_ids: &'a [String]) -> RevokeFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// Credentials being withdrawn.
+pub type RevokeFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BrokerError>> + Send + 'a>>;
 
 /// One configured URL for everybody (suits a single-site deployment and tests).
 pub struct StaticCredentials {

@@ -16,8 +16,9 @@
 //! password for the same endpoint without sharing state, and re-provisioning a user (after a
 //! restart, or on another replica) never invalidates connections already made.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::json;
@@ -38,10 +39,14 @@ pub struct ManagedCredentials {
     vhost: String,
     secret: String,
     sdk_url: String,
-    /// Users this replica already provisioned (an optimisation only: provisioning is
-    /// idempotent and every replica derives the same password).
-    provisioned: Mutex<HashSet<String>>,
+    /// Users this replica provisioned recently (an optimisation only: provisioning is
+    /// idempotent and every replica derives the same password). Entries expire after
+    /// [`PROVISIONED_TTL`], so a user another replica deleted is re-created soon after.
+    provisioned: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a replica trusts that a user it provisioned still exists.
+const PROVISIONED_TTL: Duration = Duration::from_secs(60);
 
 /// Settings of [`ManagedCredentials`] that are not derived.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +108,7 @@ impl ManagedCredentials {
             vhost,
             secret,
             sdk_url,
-            provisioned: Mutex::new(HashSet::new()),
+            provisioned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -158,7 +163,10 @@ impl ManagedCredentials {
         let known = self
             .provisioned
             .lock()
-            .map(|s| s.contains(&user))
+            .map(|s| {
+                s.get(&user)
+                    .is_some_and(|at| at.elapsed() < PROVISIONED_TTL)
+            })
             .unwrap_or(false);
         if !known {
             let id = regex_escape(endpoint_id);
@@ -186,7 +194,8 @@ impl ManagedCredentials {
             }
             tracing::info!(user = %user, "provisioned broker user for endpoint");
             if let Ok(mut s) = self.provisioned.lock() {
-                s.insert(user.clone());
+                s.retain(|_, at| at.elapsed() < PROVISIONED_TTL);
+                s.insert(user.clone(), Instant::now());
             }
         }
         let mut url = self.endpoint_url.clone();
@@ -209,9 +218,40 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+impl ManagedCredentials {
+    /// Delete the broker users of these endpoint ids (absent users are fine). RabbitMQ
+    /// closes their open connections.
+    async fn delete_users(&self, endpoint_ids: &[String]) -> Result<(), BrokerError> {
+        for id in endpoint_ids {
+            let user = Self::user_name(id);
+            if let Ok(mut s) = self.provisioned.lock() {
+                s.remove(&user);
+            }
+            let resp = self
+                .http
+                .delete(self.api_path(&["users", &user])?)
+                .basic_auth(&self.admin_user, Some(&self.admin_password))
+                .send()
+                .await
+                .map_err(|e| BrokerError::Admin(format!("management API unreachable: {e}")))?;
+            if !(resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND) {
+                return Err(BrokerError::Admin(format!(
+                    "management API DELETE /api/users answered {}",
+                    resp.status()
+                )));
+            }
+            tracing::info!(user = %user, "removed broker user of deleted endpoint");
+        }
+        Ok(())
+    }
+}
+
 impl CredentialIssuer for ManagedCredentials {
     fn endpoint_url<'a>(&'a self, endpoint_id: &'a str) -> crate::broker::UrlFuture<'a> {
         Box::pin(self.provision(endpoint_id))
+    }
+    fn revoke<'a>(&'a self, endpoint_ids: &'a [String]) -> crate::broker::RevokeFuture<'a> {
+        Box::pin(self.delete_users(endpoint_ids))
     }
     fn sdk_url(&self, _client_id: &str) -> String {
         self.sdk_url.clone()

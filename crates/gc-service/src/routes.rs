@@ -465,6 +465,10 @@ pub async fn delete_endpoint(
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let e = owned_endpoint(&state, &caller, &id).await?;
+    // Withdraw broker credentials first: if that fails nothing changed and a retry is clean.
+    let mut ids = state.store.uep_ids_of(&e.id).await?;
+    ids.push(e.id.clone());
+    state.creds.revoke(&ids).await?;
     state.store.delete_endpoint(&e.id).await?;
     Ok(Json(DeleteResponse { result: 302 }))
 }

@@ -719,6 +719,15 @@ impl Store {
         Ok(())
     }
 
+    /// Ids of the user endpoints ever started under an endpoint.
+    pub async fn uep_ids_of(&self, mep_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM user_endpoints WHERE mep_id = $1 ORDER BY id")
+            .bind(mep_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     pub async fn uep(&self, id: &str) -> Result<Option<UepRow>> {
         let row = sqlx::query(
             "SELECT id, mep_id, start_sent_at, last_heartbeat, heartbeat_period, active, error, error_at \

@@ -104,6 +104,13 @@ class IsolatedService:
     def cleanup(self, keep: bool):
         self.stop()
         self.db.drop()
+        # Broker users outlive their vhost: remove the ones the service created for it.
+        api = "http://127.0.0.1:15672/api"
+        auth = ("guest", "guest")
+        perms = requests.get(f"{api}/vhosts/{self.vhost.name}/permissions", auth=auth, timeout=10)
+        for p in perms.json() if perms.ok else []:
+            if p["user"].startswith("gcrs-ep-"):
+                requests.delete(f"{api}/users/{p['user']}", auth=auth, timeout=10)
         self.vhost.delete()
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -316,6 +323,27 @@ def test_secrets_never_reach_the_log(tenants, svc):
     assert len(secrets) == 9
     for s in secrets:
         assert len(s) >= 20 and s not in log
+
+
+def test_deleting_an_endpoint_withdraws_its_broker_users(tenants, svc):
+    b = tenants["b"]
+    r = requests.post(
+        f"{svc.base}/v3/endpoints/{b['eid']}/submit",
+        headers=b["h"],
+        json={"tasks": {b["fid"]: ["once more"]}},
+        timeout=30,
+    )
+    r.raise_for_status()
+    uep_url = _start_command(b)["kwargs"]["amqp_creds"]["task_queue_info"]["connection_url"]
+    for url in (_url(b), uep_url):
+        pika.BlockingConnection(pika.URLParameters(url)).close()  # valid before
+    r = requests.delete(f"{svc.base}/v2/endpoints/{b['eid']}", headers=b["h"], timeout=30)
+    assert r.status_code == 200
+    for url in (_url(b), uep_url):
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(url))
+    # The other tenant is untouched.
+    pika.BlockingConnection(pika.URLParameters(_url(tenants["a"]))).close()
 
 
 def test_database_file_is_private(svc):
