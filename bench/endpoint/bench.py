@@ -205,8 +205,9 @@ def percentile(xs: list[float], p: float) -> float:
 class Service:
     """gc-service on 127.0.0.1:5000 with a fresh vhost and SQLite file."""
 
-    def __init__(self, binary: str, workdir: Path):
+    def __init__(self, binary: str, workdir: Path, endpoint_url_query: str | None = None):
         self.binary = binary
+        self.endpoint_url_query = endpoint_url_query
         self.vhost = f"gcrs-epbench-{uuid.uuid4().hex[:8]}"
         for args in (["add_vhost", self.vhost], ["set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"]):
             subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
@@ -219,8 +220,12 @@ class Service:
     def start(self):
         wait_for(lambda: not port_open(5000), 60, "port 5000 to be free", 0.2)
         with open(self.log, "a") as logf:
+            extra = []
+            if self.endpoint_url_query:
+                # Handed to endpoints (and SDK result watchers) in their connection URLs.
+                extra = ["--endpoint-amqp-url", f"{self.amqp}?{self.endpoint_url_query}"]
             self.proc = subprocess.Popen(
-                [self.binary, "serve", "--amqp-url", self.amqp, "--uep-start-timeout", "120"],
+                [self.binary, "serve", "--amqp-url", self.amqp, "--uep-start-timeout", "120", *extra],
                 env=self.env,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -752,7 +757,7 @@ def measure_warm(ep: Endpoint, svc: Service, args, Executor) -> dict:
 
 def bench_one(impl: str, engine: str, args, workdir: Path) -> dict:
     log(f"=== {impl} / {engine}")
-    svc = Service(args.service_bin, workdir)
+    svc = Service(args.service_bin, workdir, args.endpoint_url_query)
     ep = None
     saved = dict(os.environ)
     ok = False
@@ -900,6 +905,8 @@ def main():
     ap.add_argument("--impl", action="append", choices=IMPLS, help="default: both")
     ap.add_argument("--endpoint-bin", default=str(target_dir() / "release" / "globus-compute-endpoint"))
     ap.add_argument("--service-bin", default=str(target_dir() / "release" / "gc-service"))
+    ap.add_argument("--endpoint-url-query", help="query string added to the AMQP URL the service hands to"
+                    " endpoints and SDKs, e.g. frame_max=8192 (an experiment; default: none)")
     ap.add_argument("--built-from", help="commit the binaries were built from (default: this clone's HEAD)")
     ap.add_argument("--out", help="write JSON here")
     args = ap.parse_args()
