@@ -187,8 +187,13 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
         }
         let _ = writer.shutdown().await;
     });
-    let period = Duration::from_secs_f64(settings.heartbeat_period.max(0.1));
-    let threshold = Duration::from_secs_f64(settings.heartbeat_threshold.max(0.2));
+    // Values from the wire: never panic on them (NaN, infinite, negative).
+    let period = Duration::try_from_secs_f64(settings.heartbeat_period)
+        .unwrap_or(Duration::from_secs(30))
+        .max(Duration::from_millis(100));
+    let threshold = Duration::try_from_secs_f64(settings.heartbeat_threshold)
+        .unwrap_or(Duration::from_secs(120))
+        .max(period * 2);
     let mut beat = tokio::time::interval(period);
     let mut last_heard = Instant::now();
     let outcome = loop {
