@@ -689,6 +689,10 @@ impl Mep {
                 .arg(crate::bootstrap::SUBCOMMAND)
                 .arg(&start.name)
                 .env_clear()
+                // The bootstrap has no Compute directory of its own (it uses the user's, from
+                // the document); "/" keeps the CLI from creating one in a home that may not
+                // exist.
+                .env("GLOBUS_COMPUTE_USER_DIR", "/")
                 .current_dir("/")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
