@@ -8,13 +8,25 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static DEBUG: AtomicBool = AtomicBool::new(false);
+static COLOUR: AtomicBool = AtomicBool::new(false);
 
-/// Switch to debug console output (`--debug`).
-pub fn set_debug(on: bool) {
+/// Switch to debug console output (`--debug`); with `--debug`, level names are coloured
+/// when stderr is a terminal, unless `no_color` (`--no-color`).
+pub fn set_debug(on: bool, no_color: bool) {
     DEBUG.store(on, Ordering::Relaxed);
+    COLOUR.store(
+        on && !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        Ordering::Relaxed,
+    );
 }
 
 fn full_line(level: &str, loc: &Location<'_>, msg: &str) -> String {
+    let level = if COLOUR.load(Ordering::Relaxed) {
+        crate::logging::coloured(level)
+    } else {
+        level.to_string()
+    };
+    let level = level.as_str();
     let file = loc.file().rsplit('/').next().unwrap_or("");
     let module = format!("globus_compute_endpoint::{}", file.trim_end_matches(".rs"));
     format!(

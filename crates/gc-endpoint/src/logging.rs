@@ -66,13 +66,18 @@ fn level_name(level: Level) -> &'static str {
 }
 
 /// ANSI colour of a level name on a colour console.
-fn level_colour(level: Level) -> &'static str {
+fn level_colour(level: &str) -> &'static str {
     match level {
-        Level::ERROR => "\x1b[31m",
-        Level::WARN => "\x1b[33m",
-        Level::INFO => "\x1b[32m",
-        Level::DEBUG | Level::TRACE => "\x1b[36m",
+        "CRITICAL" | "ERROR" => "\x1b[31m",
+        "WARNING" => "\x1b[33m",
+        "INFO" => "\x1b[32m",
+        _ => "\x1b[36m",
     }
+}
+
+/// A level name in its console colour.
+pub fn coloured(level: &str) -> String {
+    format!("{}{level}\x1b[0m", level_colour(level))
 }
 
 /// The line formats of §1.5.
@@ -104,7 +109,7 @@ where
         } else {
             let mut name = level_name(level).to_string();
             if self.colour {
-                name = format!("{}{name}\x1b[0m", level_colour(level));
+                name = coloured(&name);
             }
             writer.write_str(&line_prefix(
                 &name,

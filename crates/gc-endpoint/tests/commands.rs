@@ -384,3 +384,36 @@ fn endpoint_dir_env_redirects_every_endpoint_argument() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("idle_heartbeats_soft: 10"));
 }
+
+#[test]
+fn debug_console_lines_are_coloured_on_a_terminal_unless_no_color() {
+    let d = tempdir();
+    assert_eq!(
+        ours(d.path(), &["configure", "--multi-user", "false", "c1"]).code,
+        0
+    );
+    std::fs::write(d.path().join("c1/endpoint.json"), "not json").unwrap();
+    let on_terminal = |extra: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c"])
+            .arg(format!(
+                "{} list --debug {extra}",
+                env!("CARGO_BIN_EXE_globus-compute-endpoint")
+            ))
+            .arg("/dev/null")
+            .env("GLOBUS_COMPUTE_USER_DIR", d.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_terminal("");
+    assert!(
+        coloured.contains(" \x1b[33mWARNING\x1b[0m MainProcess-"),
+        "{coloured:?}"
+    );
+    let plain = on_terminal("--no-color");
+    assert!(plain.contains(" WARNING MainProcess-"), "{plain:?}");
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+}

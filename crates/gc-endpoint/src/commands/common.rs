@@ -24,7 +24,7 @@ pub struct CommonOptions {
 impl CommonOptions {
     /// Apply the logging flags; `true` when help was asked for (and printed).
     pub fn apply(&self, help_text: &str) -> bool {
-        crate::console::set_debug(self.debug);
+        crate::console::set_debug(self.debug, self.no_color);
         if self.help {
             click::print_help(help_text);
         }
