@@ -111,6 +111,30 @@ pub async fn register_function(
             "public and ha_endpoint_id are mutually exclusive",
         ));
     }
+    let ha_endpoint_id = match &req.ha_endpoint_id {
+        Some(e) => {
+            let eid = body_uuid(e, "ha_endpoint")?.to_string();
+            match state.store.endpoint(&eid).await? {
+                Some(ep) if ep.high_assurance => {
+                    if let Some(pid) = &ep.authentication_policy {
+                        crate::policy::require(&state, &caller, pid, &eid).await?;
+                    }
+                }
+                Some(_) => {
+                    return Err(ApiError::invalid(format!(
+                        "ha_endpoint_id {eid} is not a high-assurance endpoint"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::invalid(format!(
+                        "ha_endpoint_id {eid} is not a registered endpoint"
+                    )));
+                }
+            }
+            Some(eid)
+        }
+        None => None,
+    };
     // Raw source (SDK 4.19 `register_source_code`) becomes the "st" (PureSourceTextInspect)
     // form an endpoint can execute.
     let code = if req.serialized == Some(false) {
@@ -137,6 +161,7 @@ pub async fn register_function(
                 .and_then(Value::as_str)
                 .map(str::to_string),
             public: req.public == Some(true),
+            ha_endpoint_id,
         })
         .await?;
     Ok(Json(RegisterFunctionResponse { function_uuid: id }))
@@ -163,6 +188,9 @@ pub async fn get_function(
 ) -> Result<Json<FunctionResponse>, ApiError> {
     let fid = path_uuid(&id, "function")?;
     let f = visible_function(&state, &caller, &fid).await?;
+    if let Some(eid) = &f.ha_endpoint_id {
+        require_ha_policies(&state, &caller, vec![eid.clone()]).await?;
+    }
     Ok(Json(FunctionResponse {
         function_uuid: id,
         function_name: f.name,
@@ -750,6 +778,15 @@ pub async fn submit(
     for (fid_sent, payloads) in &req.tasks {
         let fid = body_uuid(fid_sent, "function")?;
         let f = visible_function(&state, &caller, &fid).await?;
+        if f.ha_endpoint_id.as_ref().is_some_and(|h| *h != eid_s) {
+            return Err(ApiError::forbidden(
+                "FUNCTION_NOT_PERMITTED",
+                format!(
+                    "Function {} is bound to another high-assurance endpoint and cannot run on {eid}",
+                    f.id
+                ),
+            ));
+        }
         if let Some(allowed) = &restricted {
             if !allowed.contains(&f.id) {
                 return Err(ApiError::forbidden(

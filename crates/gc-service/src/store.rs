@@ -16,6 +16,7 @@ use crate::error::StoreError;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_policies.sql")),
+    (3, include_str!("../migrations/0003_ha_functions.sql")),
 ];
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -78,6 +79,8 @@ pub struct FunctionRow {
     pub python_version: Option<String>,
     pub sdk_version: Option<String>,
     pub public: bool,
+    /// The high-assurance endpoint this function is bound to.
+    pub ha_endpoint_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -544,8 +547,8 @@ impl Store {
 
     pub async fn insert_function(&self, f: &FunctionRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO functions (id, owner_id, name, code, description, python_version, sdk_version, public, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO functions (id, owner_id, name, code, description, python_version, sdk_version, public, \
+             ha_endpoint_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&f.id)
         .bind(&f.owner_id)
@@ -555,6 +558,7 @@ impl Store {
         .bind(f.python_version.clone())
         .bind(f.sdk_version.clone())
         .bind(f.public as i64)
+        .bind(f.ha_endpoint_id.clone())
         .bind(now_i64())
         .execute(&self.pool)
         .await?;
@@ -576,6 +580,7 @@ impl Store {
                 python_version: r.try_get("python_version")?,
                 sdk_version: r.try_get("sdk_version")?,
                 public: b(r.try_get("public")?),
+                ha_endpoint_id: r.try_get("ha_endpoint_id")?,
             })
         })
         .transpose()
