@@ -3,7 +3,7 @@
 //! only to create and drop the per-run database).
 
 use gc_service::store::{
-    EndpointRow, IdentityRow, NewTask, Outcome, PolicyRow, Store, now_f64, now_i64,
+    EndpointRow, FunctionRow, IdentityRow, NewTask, Outcome, PolicyRow, Store, now_f64, now_i64,
 };
 use sqlx::Connection;
 
@@ -259,6 +259,28 @@ async fn policies_and_endpoints(store: &Store) {
     assert!(store.delete_policy("p1").await.unwrap());
     assert!(!store.delete_policy("p1").await.unwrap());
     store.delete_endpoint("ep-ha").await.unwrap();
+
+    // Functions remember the high-assurance endpoint they are bound to.
+    for (id, ha) in [("fn-ha", Some("ep-ha".to_string())), ("fn-plain", None)] {
+        store
+            .insert_function(&FunctionRow {
+                id: id.into(),
+                owner_id: "c1".into(),
+                name: "f".into(),
+                code: "code".into(),
+                description: None,
+                python_version: None,
+                sdk_version: None,
+                public: false,
+                ha_endpoint_id: ha.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.function(id).await.unwrap().unwrap().ha_endpoint_id,
+            ha
+        );
+    }
 
     // Tasks remember the endpoint they ran on.
     assert_eq!(store.task("t1").await.unwrap().unwrap().endpoint_id, "ep");
