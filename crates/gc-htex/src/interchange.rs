@@ -298,7 +298,11 @@ impl HtexEngine {
             cores_per_worker: config.cores_per_worker,
             prefetch_capacity: config.prefetch_capacity,
         };
-        let command = manager_command(&config, port, config.encrypted.then_some(&cert_dir));
+        let mut command = manager_command(&config, port, config.encrypted.then_some(&cert_dir));
+        if let Some(container) = &config.container {
+            command = container.wrap(&command, &uep_dir.display().to_string());
+            tracing::info!("Containerized launch cmd template: {command}");
+        }
         let status = Arc::new(Mutex::new(HtexStatus::default()));
         let (events, rx) = mpsc::unbounded_channel();
         let provider = Arc::new(config.provider);

@@ -46,7 +46,7 @@ mod scaling;
 pub mod tls;
 
 pub use any::{AnyEngine, AnyHandle};
-pub use config::{HtexConfig, ManagerCommand, Strategy};
+pub use config::{Container, HtexConfig, ManagerCommand, Strategy};
 pub use interchange::{HtexEngine, HtexStatus, ManagerInfo, TaskHandle};
 
 /// Errors starting the engine (never a task's: those are `TaskResult`s).

@@ -400,3 +400,27 @@ async fn any_engine_drives_pool_and_htex_engines_alike() {
         assert_eq!(decode(&slow.await.unwrap()), json!({"value": "rested"}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_container_command_wraps_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start(
+        dir.path(),
+        &format!(
+            "  container_type: custom\n  container_cmd_options: \"env GCRS_IN_CONTAINER={{EXECUTOR_RUNDIR}} {{EXECUTOR_LAUNCH_CMD}}\"\n{PROVIDER_1X2}"
+        ),
+    )
+    .await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.submit(request("container_mark")).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        decode(&r),
+        json!({"value": dir.path().display().to_string()})
+    );
+    engine.shutdown().await;
+}

@@ -44,6 +44,12 @@ def hang_first_time(seconds):
     return "second attempt"
 
 
+def container_mark():
+    import os
+
+    return os.environ.get("GCRS_IN_CONTAINER")
+
+
 def payload(fn, *args):
     fn_code = SERDE.pack_buffers([SERDE.serialize(fn)])
     return fn_code + SERDE.pack_buffers([SERDE.serialize(args), SERDE.serialize({})])
@@ -56,6 +62,7 @@ def payloads():
         "nap": payload(nap, 2),
         "hang": payload(nap, 30),
         "hang_first_time": payload(hang_first_time, 30),
+        "container_mark": payload(container_mark),
     }
 
 
