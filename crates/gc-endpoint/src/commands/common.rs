@@ -57,3 +57,41 @@ impl HelpOnly {
         self.help
     }
 }
+
+/// One extra positional argument is a usage error, as in Click.
+pub fn single_name(names: &[String], usage: Usage) -> Result<String, CliError> {
+    if names.len() > 1 {
+        let extras = &names[1..];
+        let word = if extras.len() == 1 {
+            "argument"
+        } else {
+            "arguments"
+        };
+        return Err(CliError::Usage {
+            usage,
+            message: format!("Got unexpected extra {word} ({})", extras.join(" ")),
+        });
+    }
+    Ok(names.first().cloned().unwrap_or_else(|| "default".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USAGE: Usage = Usage {
+        command_path: "globus-compute-endpoint stop",
+        pieces: "[OPTIONS] [NAME_OR_UUID]",
+        help_hint: None,
+    };
+
+    #[test]
+    fn one_name_at_most() {
+        assert_eq!(single_name(&[], USAGE).unwrap(), "default");
+        assert_eq!(single_name(&["a".into()], USAGE).unwrap(), "a");
+        assert!(matches!(
+            single_name(&["a".into(), "b".into()], USAGE),
+            Err(CliError::Usage { .. })
+        ));
+    }
+}

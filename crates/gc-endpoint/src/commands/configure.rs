@@ -11,7 +11,7 @@ use gc_config::defaults::{self, file_names};
 use nix::sys::stat::{Mode, umask};
 
 use crate::click::{self, CliError, CmdResult, Usage};
-use crate::commands::common::CommonOptions;
+use crate::commands::common::{CommonOptions, single_name};
 use crate::compute_dir;
 use crate::console;
 use crate::pyyaml::{self, PyValue};
@@ -163,23 +163,8 @@ pub fn run(argv: &[String]) -> CmdResult {
         return Ok(());
     }
     let conv = convert(&args, &m)?;
-    if args.names.len() > 1 {
-        let extras = &args.names[1..];
-        let word = if extras.len() == 1 {
-            "argument"
-        } else {
-            "arguments"
-        };
-        return Err(CliError::Usage {
-            usage: USAGE,
-            message: format!("Got unexpected extra {word} ({})", extras.join(" ")),
-        });
-    }
-    let name = args
-        .names
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "default".into());
+    let name_arg = single_name(&args.names, USAGE)?;
+    let name = name_arg;
     if compute_dir::looks_like_uuid(&name) {
         return Err(CliError::Usage {
             usage: USAGE,

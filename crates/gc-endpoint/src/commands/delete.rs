@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::click::{self, CliError, CmdResult, Usage};
-use crate::commands::common::{CommonOptions, parse};
+use crate::commands::common::{CommonOptions, parse, single_name};
 use crate::compute_dir::{self, read_endpoint_id};
 use crate::console;
 use crate::pyyaml::{self, PyValue};
@@ -74,19 +74,8 @@ pub fn run(argv: &[String]) -> CmdResult {
     if args.common.apply(HELP) {
         return Ok(());
     }
-    if args.names.len() > 1 {
-        let extras = &args.names[1..];
-        let word = if extras.len() == 1 {
-            "argument"
-        } else {
-            "arguments"
-        };
-        return Err(CliError::Usage {
-            usage: USAGE,
-            message: format!("Got unexpected extra {word} ({})", extras.join(" ")),
-        });
-    }
-    let value = args.names.first().map_or("default", String::as_str);
+    let name_arg = single_name(&args.names, USAGE)?;
+    let value = name_arg.as_str();
     let resolved = compute_dir::resolve_endpoint(value, false).map_err(CliError::Click)?;
     let ep_dir = resolved.dir;
     let mut ep_uuid = resolved.uuid;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use gc_mep::pidfile::{self, PidState};
 
 use crate::click::{CliError, CmdResult, Usage};
-use crate::commands::common::{HelpOnly, parse};
-use crate::commands::start::{endpoint_dir, single_name};
+use crate::commands::common::{HelpOnly, parse, single_name};
+use crate::commands::start::endpoint_dir;
 use crate::service::{self, Session};
 
 const ENABLE_USAGE: Usage = Usage {

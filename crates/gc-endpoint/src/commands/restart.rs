@@ -2,8 +2,8 @@
 //! followed by `start`, in the same process.
 
 use crate::click::{CmdResult, Usage};
-use crate::commands::common::{CommonOptions, parse};
-use crate::commands::start::{single_name, start_endpoint};
+use crate::commands::common::{CommonOptions, parse, single_name};
+use crate::commands::start::start_endpoint;
 use crate::commands::stop::stop_endpoint;
 
 const USAGE: Usage = Usage {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gc_mep::pidfile::{self, PidFile};
 
 use crate::click::{CliError, CmdResult, Usage};
-use crate::commands::common::{CommonOptions, parse};
+use crate::commands::common::{CommonOptions, parse, single_name};
 use crate::compute_dir;
 use crate::console;
 use crate::logging;
@@ -34,23 +34,6 @@ click_args! {
         #[command(flatten)]
         common: CommonOptions,
     }
-}
-
-/// One extra positional argument is a usage error, as in Click.
-pub fn single_name(names: &[String], usage: Usage) -> Result<String, CliError> {
-    if names.len() > 1 {
-        let extras = &names[1..];
-        let word = if extras.len() == 1 {
-            "argument"
-        } else {
-            "arguments"
-        };
-        return Err(CliError::Usage {
-            usage,
-            message: format!("Got unexpected extra {word} ({})", extras.join(" ")),
-        });
-    }
-    Ok(names.first().cloned().unwrap_or_else(|| "default".into()))
 }
 
 /// The endpoint directory for `NAME_OR_UUID`, which must exist locally.
@@ -269,15 +252,5 @@ mod tests {
             .single()
             .unwrap();
         assert_eq!(timer_line(t), "  ----> Mon Nov  2 08:05:09 2026\r");
-    }
-
-    #[test]
-    fn one_name_at_most() {
-        assert_eq!(single_name(&[], USAGE).unwrap(), "default");
-        assert_eq!(single_name(&["a".into()], USAGE).unwrap(), "a");
-        assert!(matches!(
-            single_name(&["a".into(), "b".into()], USAGE),
-            Err(CliError::Usage { .. })
-        ));
     }
 }

@@ -15,8 +15,7 @@ use gc_engine::WorkerCommand;
 use gc_mep::pidfile::{self, PidFile};
 
 use crate::click::{CliError, CmdResult, Usage};
-use crate::commands::common::{CommonOptions, parse};
-use crate::commands::start::single_name;
+use crate::commands::common::{CommonOptions, parse, single_name};
 use crate::compute_dir;
 
 const USAGE: Usage = Usage {

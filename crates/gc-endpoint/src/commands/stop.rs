@@ -13,8 +13,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::click::{CliError, CmdResult, Usage};
-use crate::commands::common::{CommonOptions, parse};
-use crate::commands::start::{endpoint_dir, single_name};
+use crate::commands::common::{CommonOptions, parse, single_name};
+use crate::commands::start::endpoint_dir;
 use crate::compute_dir;
 use crate::console;
 use crate::service::{self, ComputeClient};
