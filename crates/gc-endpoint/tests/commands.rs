@@ -417,3 +417,58 @@ fn debug_console_lines_are_coloured_on_a_terminal_unless_no_color() {
     assert!(plain.contains(" WARNING MainProcess-"), "{plain:?}");
     assert!(!plain.contains('\x1b'), "{plain:?}");
 }
+
+#[test]
+fn operations_messages_match_upstream() {
+    let d = tempdir();
+    let name = format!("conf{}", std::process::id());
+    assert_eq!(
+        ours(d.path(), &["configure", "--multi-user", "false", &name]).code,
+        0
+    );
+    let dir = d.path().join(&name);
+    let pid = dir.join("daemon.pid");
+    let stale = || {
+        std::fs::write(&pid, "1\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&pid)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    };
+    let same = |args: &[&str]| {
+        let o = ours(d.path(), args);
+        let u = upstream(d.path(), args);
+        assert_eq!(
+            (o.code, &o.stdout, &o.stderr),
+            (u.code, &u.stdout, &u.stderr),
+            "{args:?}"
+        );
+    };
+    // No unit file for this endpoint (or no systemd at all: the same refusal either way).
+    same(&["disable-on-boot", &name]);
+    same(&["whoami"]);
+    same(&["stop", &name]);
+    // A fresh PID file: enable-on-boot refuses before logging in; logout lists the endpoint
+    // once it has an id. (The PID is never signalled here.)
+    std::fs::write(&pid, "1\n").unwrap();
+    same(&["enable-on-boot", &name]);
+    std::fs::write(
+        dir.join("endpoint.json"),
+        r#"{"endpoint_id": "00000000-0000-4000-8000-000000000002"}"#,
+    )
+    .unwrap();
+    same(&["logout"]);
+    // A stale PID file is only removed, by both.
+    stale();
+    let o = ours(d.path(), &["stop", &name]);
+    stale();
+    let u = upstream(d.path(), &["stop", &name]);
+    assert_eq!((o.code, &o.stderr), (u.code, &u.stderr));
+    assert_eq!(
+        o.stderr,
+        format!("> Endpoint <{name}> has been cleaned up.\n")
+    );
+    assert!(!pid.exists());
+}
