@@ -15,6 +15,44 @@ pub(crate) async fn run(
     cwd: Option<&Path>,
     timeout: Duration,
 ) -> Result<String, ProviderError> {
+    let out = run_output(program, args, cwd, timeout).await?;
+    if out.success {
+        return Ok(out.stdout);
+    }
+    Err(out.failure())
+}
+
+/// What a command printed, whether or not it succeeded.
+pub(crate) struct Output {
+    pub command: String,
+    pub success: bool,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub(crate) fn failure(self) -> ProviderError {
+        let stderr = self.stderr.trim().to_string();
+        ProviderError::Failed {
+            command: self.command,
+            status: self.status,
+            stderr: if stderr.is_empty() {
+                self.stdout.trim().to_string()
+            } else {
+                stderr
+            },
+        }
+    }
+}
+
+/// Run a command and collect its output; only spawning and the timeout are errors.
+pub(crate) async fn run_output(
+    program: &str,
+    args: &[String],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Result<Output, ProviderError> {
     let line = command_line(program, args);
     let mut command = Command::new(program);
     if let Some(dir) = cwd {
@@ -46,19 +84,12 @@ pub(crate) async fn run(
             });
         }
     };
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        return Ok(stdout);
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Err(ProviderError::Failed {
+    Ok(Output {
         command: line,
+        success: out.status.success(),
         status: out.status.to_string(),
-        stderr: if stderr.is_empty() {
-            stdout.trim().to_string()
-        } else {
-            stderr
-        },
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
 

@@ -51,6 +51,6 @@ pub use slurm::SlurmProvider;
 #[doc(hidden)]
 pub mod parse {
     //! Scheduler output parsers, public for the recorded-output tests.
-    pub use crate::pbspro::{parse_qstat_json, parse_qsub};
+    pub use crate::pbspro::{parse_qstat_json, parse_qsub, qstat_statuses};
     pub use crate::slurm::{parse_sacct, parse_sbatch, parse_squeue};
 }

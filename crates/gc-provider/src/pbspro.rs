@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use gc_config::engine::Options;
 use serde_json::Value as Json;
 
-use crate::command::{command_line, run};
+use crate::command::{command_line, run, run_output};
 use crate::launcher::Launcher;
 use crate::provider::{Common, count, opt_str, walltime};
 use crate::{JobId, JobState, JobStatus, ProviderError};
@@ -114,11 +114,17 @@ impl PbsProProvider {
     pub(crate) async fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, ProviderError> {
         let mut args: Vec<String> = ["-x", "-f", "-F", "json"].map(String::from).into();
         args.extend(ids.iter().map(|i| i.0.clone()));
-        let out = run("qstat", &args, None, self.common.cmd_timeout).await?;
-        let mut statuses = parse_qstat_json(&out, ids).map_err(|detail| ProviderError::Parse {
-            command: command_line("qstat", &args),
-            detail,
-        })?;
+        let out = run_output("qstat", &args, None, self.common.cmd_timeout).await?;
+        let mut statuses = match qstat_statuses(out.success, &out.stdout, &out.stderr, ids) {
+            Some(Ok(s)) => s,
+            Some(Err(detail)) => {
+                return Err(ProviderError::Parse {
+                    command: command_line("qstat", &args),
+                    detail,
+                });
+            }
+            None => return Err(out.failure()),
+        };
         let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
         for (id, status) in ids.iter().zip(statuses.iter_mut()) {
             if status.state.is_terminal() && cancelled.contains(id) {
@@ -145,6 +151,28 @@ pub fn parse_qsub(out: &str) -> Option<JobId> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.contains(char::is_whitespace))
         .map(|l| JobId(l.to_string()))
+}
+
+/// The statuses in a `qstat` answer. Without job history (`job_history_enable` off, the
+/// default) finished jobs are unknown to `qstat`, which then exits non-zero, says
+/// `Unknown Job Id` on stderr and still prints the JSON of the jobs it knows: that is an
+/// answer, not a failure. `None`: a real failure.
+pub fn qstat_statuses(
+    success: bool,
+    stdout: &str,
+    stderr: &str,
+    ids: &[JobId],
+) -> Option<Result<Vec<JobStatus>, String>> {
+    if success {
+        return Some(parse_qstat_json(stdout, ids));
+    }
+    if !stderr.contains("Unknown Job Id") {
+        return None;
+    }
+    if stdout.trim().is_empty() {
+        return Some(parse_qstat_json("{}", ids));
+    }
+    Some(parse_qstat_json(stdout, ids))
 }
 
 /// PBS Pro writes `Variable_List` values without escaping backslashes; make them JSON.

@@ -6,7 +6,9 @@
 //! Pro documents for `qsub` and `qstat -x -f -F json` (including its unescaped backslashes in
 //! `Variable_List`), written by hand, not captured.
 
-use gc_provider::parse::{parse_qstat_json, parse_qsub, parse_sacct, parse_sbatch, parse_squeue};
+use gc_provider::parse::{
+    parse_qstat_json, parse_qsub, parse_sacct, parse_sbatch, parse_squeue, qstat_statuses,
+};
 use gc_provider::{JobId, JobState};
 
 fn recorded(name: &str) -> String {
@@ -111,4 +113,28 @@ fn qstat_json_states() {
     );
     assert_eq!(got[3].message.as_deref(), Some("Exit_status=271"));
     assert!(parse_qstat_json("qstat: Unknown Job Id", &ids(&["1"])).is_err());
+}
+
+#[test]
+fn qstat_without_job_history_is_an_answer() {
+    let known = recorded("qstat_x_f_F_json.txt");
+    let unknown = "qstat: Unknown Job Id 999.pbs01\n";
+    let got = qstat_statuses(false, &known, unknown, &ids(&["101.pbs01", "999.pbs01"]))
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(got[0].state, JobState::Running);
+    assert_eq!(got[1].state, JobState::Completed);
+    let got = qstat_statuses(false, "", unknown, &ids(&["999.pbs01"]))
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(got[0].state, JobState::Completed);
+    assert!(
+        qstat_statuses(
+            false,
+            "",
+            "qstat: cannot connect to server pbs01 (errno=15010)\n",
+            &ids(&["1"])
+        )
+        .is_none()
+    );
 }
