@@ -68,6 +68,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -784,7 +785,9 @@ def bench_one(impl: str, engine: str, args, workdir: Path) -> dict:
             ep.cleanup(keep if not ok else None)
         svc.cleanup()
         if not ok:
-            shutil.copyfile(svc.log, keep / "service.log")
+            keep.mkdir(exist_ok=True)
+            if svc.log.exists():
+                shutil.copyfile(svc.log, keep / "service.log")
             log(f"logs kept in {keep}")
         os.environ.clear()
         os.environ.update(saved)
@@ -931,7 +934,7 @@ def main():
                     try:
                         results.append(bench_one(impl, engine, args, workdir))
                     except Exception as e:  # record and go on with the others
-                        log(f"{impl}/{engine} failed: {e!r}")
+                        log(f"{impl}/{engine} failed: {e!r}\n{traceback.format_exc()}")
                         results.append({"impl": impl, "engine": engine, "error": repr(e)})
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
