@@ -28,6 +28,7 @@ enum Command {
     Login,
     Logout,
     MapIdentity,
+    MigrateToTemplateCapable,
     RenderUserConfig,
     Restart,
     Start,
@@ -40,7 +41,7 @@ enum Command {
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 16] = [
+    const ALL: [Command; 17] = [
         Command::Configure,
         Command::Delete,
         Command::DisableOnBoot,
@@ -49,6 +50,7 @@ impl Command {
         Command::Login,
         Command::Logout,
         Command::MapIdentity,
+        Command::MigrateToTemplateCapable,
         Command::RenderUserConfig,
         Command::Restart,
         Command::Start,
@@ -77,6 +79,7 @@ impl Command {
             Command::Login => "login",
             Command::Logout => "logout",
             Command::MapIdentity => "map-identity",
+            Command::MigrateToTemplateCapable => "migrate-to-template-capable",
             Command::RenderUserConfig => "render-user-config",
             Command::Restart => "restart",
             Command::Start => "start",
@@ -101,6 +104,9 @@ impl Command {
             Command::Login => "Manually log in with Globus",
             Command::Logout => "Logout from all endpoints",
             Command::MapIdentity => "Map an identity set to a local user",
+            Command::MigrateToTemplateCapable => {
+                "Add configuration templating to an existing endpoint"
+            }
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Restart => "Restarts an endpoint",
             Command::Start => "Start an endpoint",
@@ -124,6 +130,7 @@ impl Command {
             Command::Login => commands::auth::run_login(args),
             Command::Logout => commands::auth::run_logout(args),
             Command::MapIdentity => run_map_identity(args),
+            Command::MigrateToTemplateCapable => commands::migrate::run(args),
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Restart => commands::restart::run(args),
             Command::Start => commands::start::run(args),
@@ -256,11 +263,11 @@ mod tests {
     #[test]
     fn group_help_lists_only_built_commands() {
         let help = group_help();
-        assert!(help.contains("\n  configure           Configure an endpoint\n"));
-        assert!(
-            help.contains("\n  version             Show the version of globus-compute-endpoint\n")
-        );
-        assert!(help.contains("\n  start               Start an endpoint\n"));
+        assert!(help.contains("\n  configure                    Configure an endpoint\n"));
+        assert!(help.contains(
+            "\n  version                      Show the version of globus-compute-endpoint\n"
+        ));
+        assert!(help.contains("\n  start                        Start an endpoint\n"));
         assert!(!help.contains("_start-user-endpoint"));
     }
 }

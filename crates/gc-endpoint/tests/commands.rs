@@ -36,6 +36,7 @@ fn help_texts_match_upstream() {
         "whoami",
         "enable-on-boot",
         "disable-on-boot",
+        "migrate-to-template-capable",
     ] {
         let o = ours(d.path(), &[cmd, "--help"]);
         let u = upstream(d.path(), &[cmd, "--help"]);
@@ -59,12 +60,26 @@ fn help_texts_match_upstream() {
         o.stdout
             .starts_with("Usage: globus-compute-endpoint list [OPTIONS]\n")
     );
-    // Group help lists exactly the commands this build has.
+    // Group help: upstream's, without `python-exec` (not offered) and with `map-identity`
+    // (ours only).
     let g = ours(d.path(), &["--help"]);
+    let u = upstream(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
-    assert!(g.stdout.ends_with(
-        "Commands:\n  configure           Configure an endpoint\n  delete              Deletes an endpoint and its config.\n  disable-on-boot     Disable on-boot persistence.\n  enable-on-boot      Enable on-boot persistence; restarts the endpoint...\n  list                List all available endpoints\n  login               Manually log in with Globus\n  logout              Logout from all endpoints\n  map-identity        Map an identity set to a local user\n  render-user-config  Render a user config template to stdout\n  restart             Restarts an endpoint\n  start               Start an endpoint\n  stop                Stops an endpoint using the pidfile\n  version             Show the version of globus-compute-endpoint\n  whoami              Show the currently logged-in identity\n"
-    ));
+    let expected: String = u
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("  python-exec "))
+        .flat_map(|l| {
+            let extra = l
+                .starts_with("  migrate-to-template-capable ")
+                .then_some("  map-identity                 Map an identity set to a local user\n");
+            extra
+                .into_iter()
+                .map(String::from)
+                .chain([format!("{l}\n")])
+        })
+        .collect();
+    assert_eq!(g.stdout, expected);
 }
 
 #[test]
@@ -471,4 +486,88 @@ fn operations_messages_match_upstream() {
         format!("> Endpoint <{name}> has been cleaned up.\n")
     );
     assert!(!pid.exists());
+}
+
+/// A PyYAML block-style document's top-level entries (key line plus its indented or `- `
+/// lines), sorted: upstream builds the key lists from sets, so their order varies.
+fn yaml_blocks(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match blocks.last_mut() {
+            Some(b) if line.starts_with(' ') || line.starts_with("- ") => {
+                b.push('\n');
+                b.push_str(line);
+            }
+            _ => blocks.push(line.to_string()),
+        }
+    }
+    blocks.sort();
+    blocks
+}
+
+#[test]
+fn migrate_to_template_capable_matches_upstream() {
+    let legacy = "display_name: Legacy EP\nheartbeat_period: 10\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2\nidle_heartbeats_soft: 3\nallowed_functions:\n  - 0a0a0a0a-0000-4000-8000-00000000000a\nlocal_compute_services: true\n";
+    let mut results = Vec::new();
+    for upstream_run in [false, true] {
+        let d = tempdir();
+        let run = |args: &[&str]| {
+            if upstream_run {
+                upstream(d.path(), args)
+            } else {
+                ours(d.path(), args)
+            }
+        };
+        assert_eq!(run(&["configure", "--multi-user", "false", "mig"]).code, 0);
+        let dir = d.path().join("mig");
+        // A core configuration is already template capable.
+        let already = run(&["migrate-to-template-capable", "--yes", "mig"]);
+        std::fs::write(dir.join("config.yaml"), legacy).unwrap();
+        // Running endpoints are refused.
+        std::fs::write(dir.join("daemon.pid"), "1\n").unwrap();
+        let running = run(&["migrate-to-template-capable", "--yes", "mig"]);
+        std::fs::remove_file(dir.join("daemon.pid")).unwrap();
+        // Declining the prompt changes nothing.
+        let declined = run(&["migrate-to-template-capable", "mig"]);
+        let migrated = run(&["migrate-to-template-capable", "--yes", "mig"]);
+        let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+        let template = std::fs::read_to_string(dir.join("user_config_template.yaml.j2")).unwrap();
+        let backup = std::fs::read_to_string(dir.join("config.yaml.backup")).unwrap();
+        // A second migration finds the backup in the way (the new config is core anyway).
+        std::fs::write(dir.join("config.yaml"), legacy).unwrap();
+        let blocked = run(&["migrate-to-template-capable", "--yes", "mig"]);
+        let p = d.path().display().to_string();
+        let show = |r: support::Run| {
+            (
+                r.code,
+                r.stdout.replace(&p, "<D>"),
+                r.stderr.replace(&p, "<D>"),
+            )
+        };
+        results.push((
+            show(already),
+            show(running),
+            show(declined),
+            show(migrated),
+            yaml_blocks(&config),
+            yaml_blocks(&template),
+            backup,
+            show(blocked),
+        ));
+    }
+    assert_eq!(results[0], results[1]);
+    let ours = &results[0];
+    assert_eq!(
+        ours.3,
+        (
+            0,
+            String::new(),
+            "> Endpoint mig successfully migrated to template capable.\n".to_string()
+        )
+    );
+    assert!(
+        ours.5.iter().any(|b| b.starts_with("engine:")),
+        "{:?}",
+        ours.5
+    );
 }

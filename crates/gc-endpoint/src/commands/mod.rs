@@ -24,6 +24,7 @@ pub mod configure;
 pub mod delete;
 pub mod list;
 pub mod map_identity;
+pub mod migrate;
 pub mod on_boot;
 pub mod render_user_config;
 pub mod restart;
