@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pika
@@ -24,9 +26,6 @@ import requests
 from conftest import COMPUTE_SCOPE, Database, Vhost, service_bin, wait_for
 
 pytestmark = pytest.mark.timeout(300)
-
-ADMIN_URL = "http://guest:guest@127.0.0.1:15672"
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -43,7 +42,26 @@ class IsolatedService:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = self.workdir / "service.log"
         self.env = dict(os.environ, GCRS_DATABASE_URL=self.db.url, GCRS_LOG="debug")
-        self.secrets: list[str] = []
+        # The service's own broker user (also its management API user), with a random
+        # password, so the log check below covers the service's own credentials too.
+        self.admin_user = f"gcrs-svc-{uuid.uuid4().hex[:10]}"
+        self.admin_password = secrets.token_urlsafe(24)
+        api, guest = "http://127.0.0.1:15672/api", ("guest", "guest")
+        requests.put(
+            f"{api}/users/{self.admin_user}",
+            auth=guest,
+            json={"password": self.admin_password, "tags": "administrator"},
+            timeout=10,
+        ).raise_for_status()
+        requests.put(
+            f"{api}/permissions/{self.vhost.name}/{self.admin_user}",
+            auth=guest,
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+            timeout=10,
+        ).raise_for_status()
+        amqp_url = f"amqp://{self.admin_user}:{self.admin_password}@127.0.0.1:5672/{self.vhost.name}"
+        admin_url = f"http://{self.admin_user}:{self.admin_password}@127.0.0.1:15672"
+        self.secrets: list[str] = [self.admin_password]
         with open(self.log, "a") as logf:
             self.proc = subprocess.Popen(
                 [
@@ -52,9 +70,9 @@ class IsolatedService:
                     "--listen",
                     f"127.0.0.1:{self.port}",
                     "--amqp-url",
-                    self.vhost.url,
+                    amqp_url,
                     "--broker-admin-url",
-                    ADMIN_URL,
+                    admin_url,
                     "--uep-start-timeout",
                     "1",
                 ],
@@ -111,6 +129,7 @@ class IsolatedService:
         for p in perms.json() if perms.ok else []:
             if p["user"].startswith("gcrs-ep-"):
                 requests.delete(f"{api}/users/{p['user']}", auth=auth, timeout=10)
+        requests.delete(f"{api}/users/{self.admin_user}", auth=auth, timeout=10)
         self.vhost.delete()
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -292,12 +311,12 @@ def test_rest_objects_of_another_client_are_out_of_reach(tenants, svc):
 
 
 def test_secrets_never_reach_the_log(tenants, svc):
-    """Run last in this module: the debug log of everything above holds no client secret, no
-    access token and no broker password the service handed out."""
+    """The debug log of everything above holds no client secret, no access token, no broker
+    password the service handed out, and not the service's own broker password."""
     a, b = tenants["a"], tenants["b"]
-    secrets = list(svc.secrets)
+    hidden = list(svc.secrets)
     for c in (a, b):
-        secrets.append(_password(_url(c)))
+        hidden.append(_password(_url(c)))
     # The user endpoints' passwords (read from the start commands the service queued again).
     for c in (a, b):
         requests.post(
@@ -307,7 +326,7 @@ def test_secrets_never_reach_the_log(tenants, svc):
             timeout=30,
         ).raise_for_status()
         creds = _start_command(c)["kwargs"]["amqp_creds"]
-        secrets.append(_password(creds["task_queue_info"]["connection_url"]))
+        hidden.append(_password(creds["task_queue_info"]["connection_url"]))
     # A failed login with a wrong secret must not log the attempted secret either.
     wrong = "wrong-secret-" + "x" * 20
     r = requests.post(
@@ -317,11 +336,11 @@ def test_secrets_never_reach_the_log(tenants, svc):
         timeout=10,
     )
     assert r.status_code == 401
-    secrets.append(wrong)
+    hidden.append(wrong)
     log = svc.log.read_text(errors="replace")
     assert "DEBUG" in log, "the service did not log at debug level"
-    assert len(secrets) == 9
-    for s in secrets:
+    assert len(hidden) == 10
+    for s in hidden:
         assert len(s) >= 20 and s not in log
 
 
