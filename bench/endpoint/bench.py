@@ -882,6 +882,9 @@ def summarise(results: list[dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
+    if not rows:
+        print("no successful runs; see the log above")
+        return
     w = max(len(r["metric"]) for r in rows)
     print(f"{'engine':<18} {'metric':<{w}} {'upstream':>10} {'ours':>10} {'advantage':>9}")
     for r in rows:
