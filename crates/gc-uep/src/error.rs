@@ -19,7 +19,7 @@ pub enum UepError {
     /// A configuration value this runtime cannot honour.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// Only the pool engines run in this runtime.
+    /// An engine type this runtime does not run (`GlobusMPIEngine`).
     #[error("engine type {0} is not supported by this user endpoint runtime")]
     UnsupportedEngine(String),
     /// The unacked-result store could not be opened.
@@ -28,6 +28,9 @@ pub enum UepError {
     /// The engine refused to start.
     #[error("engine failed to start: {0}")]
     Engine(#[from] EngineError),
+    /// GlobusComputeEngine refused to start (configuration, provider, certificates, port).
+    #[error("engine failed to start: {0}")]
+    Htex(#[from] gc_htex::HtexError),
     /// `endpoint_setup` exited with a non-zero status (Python's `returncode`).
     #[error("endpoint_setup failed with exit code {0}")]
     EndpointSetup(i32),

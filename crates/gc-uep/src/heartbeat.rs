@@ -1,7 +1,6 @@
 //! Heartbeat bodies (PROTOCOL-ENDPOINT §6.2): engine status, then `ep_info` extended with the
 //! UEP's own process facts (ENDPOINT.md §5.2 step 15), then `heartbeat_period` and `active`.
 
-use gc_engine::EngineStatus;
 use gc_wire::messagepack::{EpStatusReport, Message, TaskStatuses, pack};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -42,12 +41,12 @@ pub(crate) fn extended_ep_info(
 /// The packed `EPStatusReport` of one heartbeat.
 pub(crate) fn report(
     uep_id: Uuid,
-    engine: &EngineStatus,
+    engine_state: Map<String, Value>,
     ep_info: &Map<String, Value>,
     heartbeat_period: f64,
     active: bool,
 ) -> Vec<u8> {
-    let mut global_state = engine.global_state();
+    let mut global_state = engine_state;
     global_state.extend(ep_info.iter().map(|(k, v)| (k.clone(), v.clone())));
     global_state.insert("heartbeat_period".into(), heartbeat_period.into());
     global_state.insert("active".into(), active.into());
@@ -61,6 +60,7 @@ pub(crate) fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gc_engine::EngineStatus;
 
     #[test]
     fn report_has_upstream_keys_in_order() {
@@ -75,7 +75,7 @@ mod tests {
         info.insert("posix_ppid".into(), 24395.into());
         let info = extended_ep_info(info, "engine:\n  type: ThreadPoolEngine");
         let id = Uuid::parse_str("22222222-3333-4444-8555-666666666666").unwrap();
-        let bytes = report(id, &status, &info, 5.0, false);
+        let bytes = report(id, status.global_state(), &info, 5.0, false);
         let v: Value = serde_json::from_slice(&bytes[1..]).unwrap();
         let gs = v["data"]["global_state"].as_object().unwrap();
         let keys: Vec<&str> = gs.keys().map(String::as_str).collect();

@@ -30,7 +30,8 @@ use gc_broker::{
     SubscriberOptions, UnackedStore,
 };
 use gc_config::UserEndpointConfig;
-use gc_engine::{Engine, TaskHandle};
+use gc_engine::Engine;
+use gc_htex::{AnyEngine, AnyHandle};
 use gc_wire::messagepack::{Message, TaskResult, pack};
 use gc_wire::uep_stdin::UepStdin;
 use tokio::sync::{mpsc, watch};
@@ -40,13 +41,15 @@ use uuid::Uuid;
 use crate::error::UepError;
 use crate::heartbeat;
 use crate::idle::{IdleTracker, IdleVerdict};
-use crate::settings::{Settings, UepOptions};
+use crate::settings::{EngineChoice, Settings, UepOptions};
 use crate::task::{self, Decision};
 
 /// How long the final heartbeat may take (upstream: 5 s).
 const FINAL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the parent pid is checked (upstream: 1 s).
 const PARENT_POLL: Duration = Duration::from_secs(1);
+/// How long a stopping GlobusComputeEngine waits for accepted tasks before failing them.
+const HTEX_DRAIN: Duration = Duration::from_secs(30);
 
 /// Why a UEP run ended normally; every one of these exits with status 0 (ENDPOINT.md §5.6).
 #[derive(Debug, Clone)]
@@ -103,7 +106,7 @@ pub async fn run(
     }
     tracing::info!("Starting EndpointInterchange");
     tracing::info!("Starting Engine");
-    let engine = Engine::start(settings.pool.clone(), Some(uep_id), &options.endpoint_dir)?;
+    let engine = start_engine(&settings, config, uep_id, &options.endpoint_dir).await?;
 
     let totals = Arc::new(Totals::default());
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StopReason>>(None);
@@ -130,7 +133,7 @@ pub async fn run(
     let send_heartbeat = |active: bool| {
         heartbeat::report(
             uep_id,
-            &engine.status(),
+            engine.global_state(),
             &ep_info,
             settings.heartbeat_period,
             active,
@@ -224,13 +227,12 @@ pub async fn run(
     // Stop taking tasks; deliveries not handed off go back to the queue.
     subscriber.close().await;
     // Finish what was accepted and pass every result on.
-    let status = engine.status();
-    let outstanding = status.pending_tasks + status.running_tasks;
+    let outstanding = engine.outstanding_tasks();
     if outstanding > 0 {
         tracing::info!("Waiting for {outstanding} accepted task(s) to finish");
     }
-    engine.shutdown().await;
-    let final_status = status_after_shutdown(status);
+    let final_state = state_after_shutdown(engine.global_state());
+    engine.shutdown(HTEX_DRAIN).await;
     while let Some(joined) = forwarders.join_next().await {
         if let Err(e) = joined {
             tracing::error!("result forwarder failed: {e}");
@@ -243,7 +245,7 @@ pub async fn run(
     }
     let last = heartbeat::report(
         uep_id,
-        &final_status,
+        final_state,
         &ep_info,
         settings.heartbeat_period,
         false,
@@ -267,12 +269,38 @@ pub async fn run(
     Ok(stopped)
 }
 
-/// The engine's counters once it has finished everything.
-fn status_after_shutdown(mut status: gc_engine::EngineStatus) -> gc_engine::EngineStatus {
-    status.pending_tasks = 0;
-    status.running_tasks = 0;
-    status.live_workers = 0;
-    status
+/// Starts the configured engine: a gc-engine pool, or GlobusComputeEngine (gc-htex) whose
+/// workers use the UEP's worker Python when it is a plain interpreter.
+async fn start_engine(
+    settings: &Settings,
+    config: &UserEndpointConfig,
+    uep_id: Uuid,
+    dir: &std::path::Path,
+) -> Result<AnyEngine, UepError> {
+    Ok(match &settings.engine {
+        EngineChoice::Pool(pool) => {
+            AnyEngine::Pool(Engine::start(pool.clone(), Some(uep_id), dir)?)
+        }
+        EngineChoice::Htex { python } => {
+            let mut htex = gc_htex::HtexConfig::from_engine_config(&config.engine, dir)?;
+            if let Some(python) = python {
+                htex.manager.python.clone_from(python);
+            }
+            AnyEngine::Htex(gc_htex::HtexEngine::start(htex, Some(uep_id), dir).await?)
+        }
+    })
+}
+
+/// The engine's heartbeat fields once it has finished everything: no task left.
+fn state_after_shutdown(
+    mut state: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    for key in ["pending_tasks", "outstanding_tasks"] {
+        if let Some(v) = state.get_mut(key) {
+            *v = 0.into();
+        }
+    }
+    state
 }
 
 /// Publishes one heartbeat; a failure is logged, and a publisher that gave up stops the UEP.
@@ -321,7 +349,7 @@ fn keep(store: &UnackedStore, task_id: Uuid, body: &[u8]) {
 }
 
 /// Awaits one task's result and queues it.
-async fn forward(handle: TaskHandle, tx: mpsc::UnboundedSender<ResultMsg>, store: UnackedStore) {
+async fn forward(handle: AnyHandle, tx: mpsc::UnboundedSender<ResultMsg>, store: UnackedStore) {
     let task_id = handle.task_id();
     let result = match handle.await {
         Ok(r) => r,

@@ -46,7 +46,7 @@ pub(crate) struct Settings {
     pub idle_hard: u64,
     /// `None` allows every function; canonical lower-case UUID strings otherwise.
     pub allowed_functions: Option<HashSet<String>>,
-    pub pool: PoolConfig,
+    pub engine: EngineChoice,
     /// `ep_info` of the stdin document (echoed in heartbeats).
     pub ep_info: Map<String, Value>,
     /// The rendered configuration text (`config_raw`).
@@ -100,7 +100,7 @@ impl Settings {
             idle_soft,
             idle_hard,
             allowed_functions,
-            pool: pool_config(config, worker)?,
+            engine: engine_choice(config, worker)?,
             ep_info,
             config_raw: stdin.config.clone(),
         })
@@ -126,14 +126,53 @@ fn credentials(stdin: &UepStdin) -> Result<Map<String, Value>, UepError> {
     Ok(creds)
 }
 
-/// The worker pool for the configured engine: only the two pool engines run here.
-fn pool_config(config: &UserEndpointConfig, worker: WorkerCommand) -> Result<PoolConfig, UepError> {
-    let engine = &config.engine;
-    let kind = match engine.engine_type {
+/// Which engine family runs the tasks.
+#[derive(Debug, Clone)]
+pub(crate) enum EngineChoice {
+    /// `ThreadPoolEngine` / `ProcessPoolEngine`: a gc-engine pool beside the UEP.
+    Pool(PoolConfig),
+    /// `GlobusComputeEngine`: gc-htex, configured from `engine:` at start; workers use
+    /// `python` (the UEP's worker Python, when it is a plain interpreter).
+    Htex { python: Option<String> },
+}
+
+/// The engine for the configured `engine.type`; `GlobusMPIEngine` is refused.
+fn engine_choice(
+    config: &UserEndpointConfig,
+    worker: WorkerCommand,
+) -> Result<EngineChoice, UepError> {
+    let kind = match config.engine.engine_type {
         EngineType::ThreadPool => EngineKind::ThreadPool,
         EngineType::ProcessPool => EngineKind::ProcessPool,
+        EngineType::GlobusCompute => {
+            return Ok(EngineChoice::Htex {
+                python: worker_python(&worker),
+            });
+        }
         other => return Err(UepError::UnsupportedEngine(other.name().to_owned())),
     };
+    pool_config(config, kind, worker).map(EngineChoice::Pool)
+}
+
+/// The interpreter of an embedded worker command (`python -c <bootstrap>`), for the workers
+/// a GlobusComputeEngine manager starts; `None` (the manager's default, `python3` after
+/// `worker_init`) for anything else, e.g. a command wrapped in a shell.
+fn worker_python(worker: &WorkerCommand) -> Option<String> {
+    let name = worker.program.file_name()?.to_str()?;
+    if worker.source_on_stdin && name.starts_with("python") {
+        worker.program.to_str().map(str::to_owned)
+    } else {
+        None
+    }
+}
+
+/// The worker pool of a pool engine.
+fn pool_config(
+    config: &UserEndpointConfig,
+    kind: EngineKind,
+    worker: WorkerCommand,
+) -> Result<PoolConfig, UepError> {
+    let engine = &config.engine;
     let mut pool = PoolConfig::new(kind, worker);
     let opts = &engine.options;
     if let Some(v) = opts.get("max_workers") {
@@ -161,4 +200,43 @@ fn pool_config(config: &UserEndpointConfig, worker: WorkerCommand) -> Result<Poo
 pub fn notice_target(stdin: &UepStdin) -> Option<NoticeTarget> {
     let info = stdin.amqp_creds.as_ref()?.get("heartbeat_queue_info")?;
     NoticeTarget::from_json(info).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> UserEndpointConfig {
+        UserEndpointConfig::from_yaml(text, "<test>").unwrap()
+    }
+
+    #[test]
+    fn globus_compute_engine_is_run_by_htex_with_the_workers_python() {
+        let cfg = config("engine:\n  type: GlobusComputeEngine\n  max_workers_per_node: 2\n");
+        let choice = engine_choice(&cfg, WorkerCommand::embedded("/opt/py/bin/python3.12"));
+        match choice {
+            Ok(EngineChoice::Htex { python }) => {
+                assert_eq!(python.as_deref(), Some("/opt/py/bin/python3.12"));
+            }
+            other => panic!("expected Htex, got {other:?}"),
+        }
+        // A shell-wrapped worker leaves the choice of Python to the node.
+        let wrapped = WorkerCommand::embedded("python3").with_shell_init("module load x");
+        match engine_choice(&cfg, wrapped) {
+            Ok(EngineChoice::Htex { python }) => assert_eq!(python, None),
+            other => panic!("expected Htex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pool_engines_keep_their_options() {
+        let cfg = config("engine:\n  type: ThreadPoolEngine\n  max_workers: 3\n");
+        match engine_choice(&cfg, WorkerCommand::embedded("python3")) {
+            Ok(EngineChoice::Pool(p)) => {
+                assert_eq!(p.kind, EngineKind::ThreadPool);
+                assert_eq!(p.max_workers, Some(3));
+            }
+            other => panic!("expected Pool, got {other:?}"),
+        }
+    }
 }
