@@ -29,6 +29,7 @@ enum Command {
     Logout,
     MapIdentity,
     MigrateToTemplateCapable,
+    PythonExec,
     RenderUserConfig,
     Restart,
     Start,
@@ -41,7 +42,7 @@ enum Command {
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 17] = [
+    const ALL: [Command; 18] = [
         Command::Configure,
         Command::Delete,
         Command::DisableOnBoot,
@@ -51,6 +52,7 @@ impl Command {
         Command::Logout,
         Command::MapIdentity,
         Command::MigrateToTemplateCapable,
+        Command::PythonExec,
         Command::RenderUserConfig,
         Command::Restart,
         Command::Start,
@@ -80,6 +82,7 @@ impl Command {
             Command::Logout => "logout",
             Command::MapIdentity => "map-identity",
             Command::MigrateToTemplateCapable => "migrate-to-template-capable",
+            Command::PythonExec => "python-exec",
             Command::RenderUserConfig => "render-user-config",
             Command::Restart => "restart",
             Command::Start => "start",
@@ -107,6 +110,9 @@ impl Command {
             Command::MigrateToTemplateCapable => {
                 "Add configuration templating to an existing endpoint"
             }
+            Command::PythonExec => {
+                "Run a Python module as a script via the Globus Compute endpoint CLI. This helps to minimize PATH issues when launching workers, etc."
+            }
             Command::RenderUserConfig => "Render a user config template to stdout",
             Command::Restart => "Restarts an endpoint",
             Command::Start => "Start an endpoint",
@@ -131,6 +137,7 @@ impl Command {
             Command::Logout => commands::auth::run_logout(args),
             Command::MapIdentity => run_map_identity(args),
             Command::MigrateToTemplateCapable => commands::migrate::run(args),
+            Command::PythonExec => commands::python_exec::run(args),
             Command::RenderUserConfig => commands::render_user_config::run(args),
             Command::Restart => commands::restart::run(args),
             Command::Start => commands::start::run(args),

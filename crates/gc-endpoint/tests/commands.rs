@@ -37,6 +37,7 @@ fn help_texts_match_upstream() {
         "enable-on-boot",
         "disable-on-boot",
         "migrate-to-template-capable",
+        "python-exec",
     ] {
         let o = ours(d.path(), &[cmd, "--help"]);
         let u = upstream(d.path(), &[cmd, "--help"]);
@@ -60,15 +61,13 @@ fn help_texts_match_upstream() {
         o.stdout
             .starts_with("Usage: globus-compute-endpoint list [OPTIONS]\n")
     );
-    // Group help: upstream's, without `python-exec` (not offered) and with `map-identity`
-    // (ours only).
+    // Group help: upstream's, with `map-identity` (ours only).
     let g = ours(d.path(), &["--help"]);
     let u = upstream(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
     let expected: String = u
         .stdout
         .lines()
-        .filter(|l| !l.starts_with("  python-exec "))
         .flat_map(|l| {
             let extra = l
                 .starts_with("  migrate-to-template-capable ")
@@ -93,6 +92,7 @@ fn group_usage_errors_match_upstream() {
         &["list", "extra"],
         &["render-user-config", "-h"],
         &["whoami", "-h"],
+        &["python-exec"],
         &["login", "extra"],
         &["version", "--no-color=1"],
     ] {
@@ -570,4 +570,16 @@ fn migrate_to_template_capable_matches_upstream() {
         "{:?}",
         ours.5
     );
+}
+
+#[test]
+fn python_exec_runs_the_module_with_the_remaining_words() {
+    let d = tempdir();
+    let r = ours(d.path(), &["python-exec", "platform", "--terse"]);
+    let want = std::process::Command::new("python3")
+        .args(["-m", "platform", "--terse"])
+        .output()
+        .expect("python3");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, String::from_utf8_lossy(&want.stdout));
 }

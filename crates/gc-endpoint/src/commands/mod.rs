@@ -26,6 +26,7 @@ pub mod list;
 pub mod map_identity;
 pub mod migrate;
 pub mod on_boot;
+pub mod python_exec;
 pub mod render_user_config;
 pub mod restart;
 pub mod start;
