@@ -532,6 +532,53 @@ fn configure_creates_an_authentication_policy() {
         json!(["example.org", "example.net"])
     );
 
+    // A high-assurance endpoint with a new HA policy that requires MFA.
+    let r = svc.run(
+        d.path(),
+        &[
+            "configure",
+            "--multi-user",
+            "false",
+            "--high-assurance",
+            "--subscription-id",
+            "12121212-3434-4565-8787-909090909090",
+            "--auth-policy-project-id",
+            project,
+            "--auth-policy-mfa-required",
+            "--auth-timeout",
+            "0",
+            "--excluded-domains",
+            "bad.example.org",
+            "ha1",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let config = std::fs::read_to_string(d.path().join("ha1/config.yaml")).unwrap();
+    assert!(config.contains("high_assurance: true\n"), "{config}");
+    assert!(
+        config.contains("subscription_id: 12121212-3434-4565-8787-909090909090\n"),
+        "{config}"
+    );
+    let ha_policy = config
+        .lines()
+        .find_map(|l| l.strip_prefix("authentication_policy: "))
+        .unwrap_or_else(|| panic!("no policy in {config}"))
+        .to_string();
+    let policy: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/auth/v2/api/policies/{ha_policy}", svc.base))
+        .bearer_auth(svc.bearer("openid"))
+        .send()
+        .expect("get policy")
+        .json()
+        .expect("policy json");
+    let p = &policy["policy"];
+    assert_eq!(p["high_assurance"], true, "{policy}");
+    assert_eq!(p["required_mfa"], true, "{policy}");
+    assert_eq!(p["domain_constraints_exclude"], json!(["bad.example.org"]));
+    // `--auth-timeout 0` sends no timeout, as upstream.
+    assert!(p["authentication_assurance_timeout"].is_null(), "{policy}");
+
     // The service's refusal is shown as upstream shows it; nothing is configured.
     let r = svc.run(
         d.path(),
