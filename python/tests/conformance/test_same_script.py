@@ -175,6 +175,13 @@ def service(port_5000):
         Executor._default_task_group_id = None
         yield service, client, workdir
     finally:
+        # The SDK keeps result watchers alive beyond their Executors; stop them before the
+        # service and the vhost go, or they reconnect to whatever answers on port 5000 next.
+        from globus_compute_sdk.sdk import executor as sdk_executor
+
+        for watcher in list(sdk_executor._RESULT_WATCHERS.values()):
+            watcher.shutdown(wait=False, cancel_futures=True)
+            watcher.join(timeout=10)
         service.stop()
         os.environ.clear()
         os.environ.update(saved)
