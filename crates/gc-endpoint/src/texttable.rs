@@ -76,16 +76,7 @@ pub fn endpoint_table(rows: &[[String; 3]], columns: usize) -> String {
     };
     let (want_id, want_status) = (raw_widths(0), raw_widths(1));
 
-    let mut width: Vec<usize> = (0..3)
-        .map(|c| {
-            rows.iter()
-                .map(|r| len_cell(&r[c]))
-                .chain(std::iter::once(len_cell(&header[c])))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    width = fit(&width, columns.max(68));
+    let mut width = fit(&natural_widths(&header, &rows), columns.max(68));
     let mut name_w = width[2] as isize;
     if width[0] < want_id {
         name_w -= (want_id - width[0]) as isize;
@@ -153,16 +144,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>], max_width: usize) -> String 
             r
         })
         .collect();
-    let natural: Vec<usize> = (0..header.len())
+    draw(
+        &header,
+        &rows,
+        &fit(&natural_widths(&header, &rows), max_width),
+    )
+}
+
+/// Each column's widest cell (header included), in texttable's measure.
+fn natural_widths<R: AsRef<[String]>>(header: &[String], rows: &[R]) -> Vec<usize> {
+    (0..header.len())
         .map(|c| {
             rows.iter()
-                .map(|r| len_cell(&r[c]))
+                .filter_map(|r| r.as_ref().get(c).map(|cell| len_cell(cell)))
                 .chain(std::iter::once(len_cell(&header[c])))
                 .max()
                 .unwrap_or(0)
         })
-        .collect();
-    draw(&header, &rows, &fit(&natural, max_width))
+        .collect()
 }
 
 fn draw_line(cells: &[String], width: &[usize], header: bool) -> String {
