@@ -414,3 +414,20 @@ def test_template_errors_reach_the_sdk(outcomes):
 
 def test_template_injection_is_inert(outcomes):
     check_runs_as(outcomes["results"]["inject"], outcomes["users"].grouped, outcomes["pam"])
+
+
+def test_shutdown_stops_every_user_endpoint(outcomes):
+    """SIGTERM to the MEP: exit 0, and no process of any mapped user is left (UEPs and their
+    workers; ENDPOINT §4.7). Runs last for each PAM setting."""
+    mep, u = outcomes["mep"], outcomes["users"]
+    running = subprocess.run(["pgrep", "-u", u.plain], capture_output=True, text=True)
+    assert running.stdout.split(), "the plain user's UEP should still be running"
+    mep.stop()
+    assert mep.proc.returncode == 0, mep.log()[-3000:]
+
+    def gone():
+        r = subprocess.run(["pgrep", "-u", ",".join(u.created)], capture_output=True, text=True)
+        return not r.stdout.split()
+
+    svc.wait_for(gone, 25, "every user endpoint process to exit")
+    assert "Shutdown complete." in mep.log()
