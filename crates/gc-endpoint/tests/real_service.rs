@@ -755,6 +755,23 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
     );
     assert!(!shown.contains("Core Endpoint begins"), "{shown:?}");
 
+    // start --detach: returns once the background endpoint holds its PID file.
+    let detached = as_endpoint_user(bin.to_str().unwrap())
+        .args(["start", "tty1", "--detach"])
+        .output()
+        .expect("start --detach");
+    assert!(detached.status.success(), "{detached:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&detached.stdout),
+        "> Endpoint tty1 starting in detached mode.\n"
+    );
+    let list = ours(&gc_dir, &["list"]);
+    assert!(
+        list.stdout.contains(&format!("| {ep_id} | Running ")),
+        "{list:?}"
+    );
+    stop();
+
     // delete of a running endpoint: refused without --force (the service reports it
     // online); with --force the local instance is stopped first, as upstream does.
     let delete = || {

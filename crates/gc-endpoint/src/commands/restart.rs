@@ -3,7 +3,7 @@
 
 use crate::click::{CmdResult, Usage};
 use crate::commands::common::{CommonOptions, parse, single_name};
-use crate::commands::start::start_endpoint;
+use crate::commands::start::{detach, start_endpoint};
 use crate::commands::stop::stop_endpoint;
 
 const USAGE: Usage = Usage {
@@ -20,6 +20,8 @@ click_args! {
         names: Vec<String>,
         #[arg(long)]
         endpoint_uuid: Option<String>,
+        #[arg(long)]
+        detach: bool,
         #[command(flatten)]
         common: CommonOptions,
     }
@@ -33,5 +35,8 @@ pub fn run(argv: &[String]) -> CmdResult {
     }
     let value = single_name(&args.names, USAGE)?;
     stop_endpoint(&value, false)?;
+    if args.detach {
+        return detach(&value, args.endpoint_uuid.as_deref(), &args.common);
+    }
     start_endpoint(&value, args.endpoint_uuid.as_deref(), &args.common)
 }

@@ -3,7 +3,7 @@
 //! file, register, write `daemon.pid`, print the banner and run gc-mep's event loop until a
 //! signal (or the PID file's removal) stops it.
 //!
-//! Not offered yet: `--detach` and privileged (multi-user) operation.
+//! `--detach` re-runs `start` in the background (see [`detach`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -30,9 +30,63 @@ click_args! {
         #[arg(value_name = "NAME_OR_UUID")]
         names: Vec<String>,
         #[arg(long)]
+        detach: bool,
+        #[arg(long)]
         endpoint_uuid: Option<String>,
         #[command(flatten)]
         common: CommonOptions,
+    }
+}
+
+/// How long `--detach` waits for the detached endpoint to register and take its PID file.
+const DETACH_WAIT: Duration = Duration::from_secs(60);
+
+/// `start --detach`: run `start` again as a child in its own process group with its
+/// standard streams on `/dev/null` and the endpoint directory as working directory, and
+/// return once it holds the PID file (it has registered). A child that exits before that
+/// ends this command with its exit status; its reasons are in `endpoint.log`.
+pub fn detach(value: &str, endpoint_uuid: Option<&str>, common: &CommonOptions) -> CmdResult {
+    let dir = endpoint_dir(value)?;
+    let name = dir
+        .file_name()
+        .map_or_else(|| value.to_string(), |n| n.to_string_lossy().into_owned());
+    println!("> Endpoint {name} starting in detached mode.");
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::Click(format!("cannot find this program: {e}")))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("-c")
+        .arg(compute_dir::compute_dir())
+        .args(["start", value]);
+    if let Some(id) = endpoint_uuid {
+        cmd.args(["--endpoint-uuid", id]);
+    }
+    if common.debug {
+        cmd.arg("--debug");
+    }
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        cmd.current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| CliError::Click(format!("cannot start the endpoint: {e}")))?
+    };
+    let child_pid = i32::try_from(child.id()).ok();
+    let deadline = std::time::Instant::now() + DETACH_WAIT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            console::error(&format!(
+                "Endpoint {name} exited during start-up ({status}); see {}",
+                dir.join("endpoint.log").display()
+            ));
+            return Err(CliError::status(status.code().unwrap_or(1)));
+        }
+        if pidfile::read_pid(&dir) == child_pid || std::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -102,6 +156,9 @@ pub fn run(argv: &[String]) -> CmdResult {
         return Ok(());
     }
     let name = single_name(&args.names, USAGE)?;
+    if args.detach {
+        return detach(&name, args.endpoint_uuid.as_deref(), &args.common);
+    }
     start_endpoint(&name, args.endpoint_uuid.as_deref(), &args.common)
 }
 
