@@ -5,13 +5,15 @@ identities are in different domains. Every test runs on SQLite and on PostgreSQL
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import globus_sdk
+import pika
 import pytest
 import requests
-from conftest import BASE, UpstreamEndpoint, get_token
+from conftest import BASE, UpstreamEndpoint, get_token, wait_for
 from globus_compute_sdk import Client, Executor
 
 pytestmark = pytest.mark.timeout(300)
@@ -222,16 +224,16 @@ def test_high_assurance_registration_rules(site):
 
 
 def test_high_assurance_results_need_a_recent_authentication(site):
-    """Tasks of a high-assurance endpoint: results are released over REST only to a caller
-    whose authentication is within the policy's timeout (the endpoint is offline here, so the
-    task stays queued; the check happens before anything is read)."""
+    """Tasks of a high-assurance endpoint: the result queue gets a notice without data, and
+    results are released over REST only to a caller whose authentication is within the
+    policy's timeout. The endpoint is played by pika with the service's broker URL."""
     ac = _auth_client(site.client)
     ha = ac.create_policy(
         project_id=str(uuid.uuid4()),
         display_name="ha",
         description="",
         high_assurance=True,
-        authentication_assurance_timeout=2,
+        authentication_assurance_timeout=4,
     )["policy"]
     owner = get_token(site.client)
     r = _register(
@@ -246,6 +248,7 @@ def test_high_assurance_results_need_a_recent_authentication(site):
 
     user = _user(site, "ha-user", "user@uni.edu")
     token = get_token(user)
+    issued = time.monotonic()
     h = {"Authorization": f"Bearer {token}"}
     fid = requests.post(
         f"{BASE}/v3/functions",
@@ -256,16 +259,65 @@ def test_high_assurance_results_need_a_recent_authentication(site):
     r = requests.post(
         f"{BASE}/v3/endpoints/{eid}/submit",
         headers=h,
-        json={"tasks": {fid: ["payload"]}, "create_queue": False},
+        json={"tasks": {fid: ["payload"]}, "create_queue": True},
         timeout=30,
     )
     assert r.status_code == 200, r.text
-    tid = r.json()["tasks"][fid][0]
+    tid, tg = r.json()["tasks"][fid][0], r.json()["task_group_id"]
     assert requests.get(f"{BASE}/v2/tasks/{tid}", headers=h, timeout=10).status_code == 200
 
-    time.sleep(3.5)
+    # A function bound to the HA endpoint (ha_endpoint_id) runs there only.
+    plain = _register(owner, endpoint_name="plain-public").json()["endpoint_id"]
+
+    def register_fn(ha_endpoint_id):
+        return requests.post(
+            f"{BASE}/v3/functions",
+            headers=h,
+            json={"function_name": "g", "function_code": "y", "ha_endpoint_id": ha_endpoint_id},
+            timeout=10,
+        )
+
+    assert register_fn(plain).status_code == 422
+    r = register_fn(eid)
+    assert r.status_code == 200, r.text
+    hfid = r.json()["function_uuid"]
+    r = requests.post(
+        f"{BASE}/v3/endpoints/{plain}/submit",
+        headers=h,
+        json={"tasks": {hfid: ["p"]}, "create_queue": False},
+        timeout=10,
+    )
+    assert r.status_code == 403 and r.json()["code"] == "FUNCTION_NOT_PERMITTED"
+
+    # The endpoint reports a result; the SDK's result queue gets a data-less notice flagged
+    # high_assurance (the SDK then fetches the outcome over REST, through the policy check).
+    result = {"task_id": tid, "data": "00\nsecret-result\n", "details": None,
+              "error_details": None, "task_statuses": None}
+    with pika.BlockingConnection(pika.URLParameters(site.service.vhost.url)) as conn:
+        ch = conn.channel()
+        ch.basic_publish(
+            "results",
+            f"{eid}.results",
+            b"\x01" + json.dumps({"message_type": "result", "data": result}).encode(),
+        )
+
+        def notice():
+            method, props, body = ch.basic_get(f"gcrs_results_{tg}", auto_ack=True)
+            return method and (props, body)
+
+        props, body = wait_for(notice, 30, "the result notice")
+    assert props.headers == {"high_assurance": True}
+    forwarded = json.loads(body[1:])["data"]
+    assert forwarded["task_id"] == tid and forwarded["data"] == ""
+    assert b"secret-result" not in body
+    fresh = {"Authorization": f"Bearer {get_token(user)}"}
+    done = requests.get(f"{BASE}/v2/tasks/{tid}", headers=fresh, timeout=10).json()
+    assert done["status"] == "success" and done["result"] == result["data"]
+
+    time.sleep(max(0.0, 5.0 - (time.monotonic() - issued)))
     for resp in (
         requests.get(f"{BASE}/v2/tasks/{tid}", headers=h, timeout=10),
+        requests.get(f"{BASE}/v2/functions/{hfid}", headers=h, timeout=10),
         requests.post(f"{BASE}/v2/batch_status", headers=h, json={"task_ids": [tid]}, timeout=10),
         requests.post(
             f"{BASE}/v3/endpoints/{eid}/submit",
@@ -280,3 +332,7 @@ def test_high_assurance_results_need_a_recent_authentication(site):
         assert body["authorization_parameters"]["session_required_policies"] == [ha["id"]]
     fresh = {"Authorization": f"Bearer {get_token(user)}"}
     assert requests.get(f"{BASE}/v2/tasks/{tid}", headers=fresh, timeout=10).status_code == 200
+    assert requests.get(f"{BASE}/v2/functions/{hfid}", headers=fresh, timeout=10).status_code == 200
+    assert requests.post(
+        f"{BASE}/v2/batch_status", headers=fresh, json={"task_ids": [tid]}, timeout=10
+    ).json()["results"][tid]["status"] == "success"
