@@ -4,8 +4,8 @@
 //! * `user:password@` percent-decoded; no user info means `guest`/`guest` (pika's default);
 //! * vhost = first path segment, percent-decoded (`/%2F` = `/`); empty path or `/` = `/`;
 //! * query options: `heartbeat` (seconds; absent = accept the broker's proposal),
-//!   `channel_max`, `frame_max` and `socket_timeout` (seconds, used as the connect timeout) are
-//!   honoured. `connection_attempts`, `retry_delay`, `stack_timeout`,
+//!   `channel_max`, `frame_max` (default [`DEFAULT_FRAME_MAX`] when absent) and
+//!   `socket_timeout` (seconds, used as the connect timeout) are honoured. `connection_attempts`, `retry_delay`, `stack_timeout`,
 //!   `blocked_connection_timeout`, `locale`, `client_properties` and `tcp_options` are accepted
 //!   and ignored (our retry policy is §3.7's, not pika's). `ssl_options` is rejected: its value
 //!   is a Python-specific dict we cannot honour, and silently ignoring TLS settings would be
@@ -26,6 +26,13 @@ use crate::error::ConfigError;
 pub const AMQP_PORT: u16 = 5672;
 /// AMQP over TLS default port.
 pub const AMQPS_PORT: u16 = 5671;
+
+/// `frame_max` proposed when the URL names none. lapin keeps a send and a receive buffer of
+/// 32 frames per connection and zero-fills them up front, so RabbitMQ's default of 128 KiB
+/// costs 8 MiB of resident memory per connection (a UEP holds three); 8 KiB costs 0.5 MiB.
+/// Large messages are simply split into more frames (a 5 MiB result is 640 frames).
+/// Measured in docs/benchmarks.md (endpoint section: idle UEP 33.8 -> 10.7 MiB RSS).
+pub const DEFAULT_FRAME_MAX: u32 = 8192;
 
 /// A parsed, validated `connection_url`. `Debug` and `Display` hide the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -186,7 +193,7 @@ impl AmqpUrl {
             },
             vhost: self.vhost.clone(),
             query: AMQPQueryString {
-                frame_max: self.frame_max,
+                frame_max: Some(self.frame_max.unwrap_or(DEFAULT_FRAME_MAX)),
                 channel_max: self.channel_max,
                 heartbeat: self.heartbeat,
                 // pika's default socket timeout is 10 s.
@@ -281,6 +288,11 @@ mod tests {
         let l = u.to_lapin();
         assert_eq!(l.query.heartbeat, Some(7));
         assert_eq!(l.vhost, "v");
+        let explicit = AmqpUrl::parse("amqp://h/?frame_max=131072").unwrap();
+        assert_eq!(explicit.to_lapin().query.frame_max, Some(131_072));
+        let absent = AmqpUrl::parse("amqp://h/").unwrap();
+        assert_eq!(absent.frame_max, None);
+        assert_eq!(absent.to_lapin().query.frame_max, Some(DEFAULT_FRAME_MAX));
 
         assert!(AmqpUrl::parse("amqp://h/?connection_attempts=3&retry_delay=1").is_ok());
         assert_eq!(
