@@ -63,7 +63,8 @@ idle_heartbeats_hard: {{ idle_hard|default(5760) }}
 {% endif %}engine:
   type: {{ engine|default("ThreadPoolEngine") }}
   max_workers: 2
-"""
+{% if restrict_serializers is defined %}  allowed_serializers: [globus_compute_sdk.serialize.DillCodeSource, globus_compute_sdk.serialize.JSONData]
+{% endif %}"""
 
 # Functions are defined in a namespace named "__main__", so dill ships them by value, as it
 # does for a user's script (the endpoint cannot import this test module).
@@ -367,6 +368,16 @@ def test_function_outside_allowed_functions_is_refused(endpoint):
     assert m.group(1) != endpoint.endpoint_id
     normalised = text.replace(m.group(1), "<uep>").replace(bad_id, "<function>")
     observe(endpoint.kind, "not-allowed", normalised)
+
+
+def test_serializer_outside_allowed_serializers_is_refused(endpoint):
+    # The engine allows only DillCodeSource for code; the SDK's default is DillCode.
+    exc = endpoint.failure(F.plain, config={"restrict_serializers": True})
+    text = exc.remote_data
+    assert "DeserializationError" in text, text
+    assert "Code serializer DillCode disabled by current configuration" in text, text
+    assert "Allowed serializers: DillCodeSource" in text, text
+    observe(endpoint.kind, "serializer", _traceback_shape(text)[-1])
 
 
 # -------------------------------------------------------------------------------------------
