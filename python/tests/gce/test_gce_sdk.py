@@ -1,0 +1,197 @@
+"""GlobusComputeEngine end to end: the unmodified SDK -> gc-service -> OUR endpoint (run as a
+throwaway user) -> a user endpoint whose engine is gc-htex -> a LocalProvider block running
+``gc-worker-manager`` -> Python workers; and the same over the one-node Slurm cluster of
+``scripts/slurm.sh`` (skipped when no Slurm node is up, unless ``GCRS_REQUIRE_SLURM`` is set).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+_SVC_CONFTEST = Path(__file__).resolve().parents[1] / "service" / "conftest.py"
+if "gcrs_service_conftest" in sys.modules:
+    svc = sys.modules["gcrs_service_conftest"]
+else:
+    _spec = importlib.util.spec_from_file_location("gcrs_service_conftest", _SVC_CONFTEST)
+    svc = importlib.util.module_from_spec(_spec)
+    sys.modules["gcrs_service_conftest"] = svc
+    _spec.loader.exec_module(svc)
+
+from globus_compute_sdk import Executor  # noqa: E402
+from globus_compute_sdk.errors import TaskExecutionFailed  # noqa: E402
+
+# func_only: waiting for the port-5000 lock (other suites) is not part of the budget.
+pytestmark = pytest.mark.timeout(180, func_only=True)
+
+# One template, two providers and two retry settings, chosen per Executor through
+# user_endpoint_config (each distinct config is its own user endpoint). Every variable must be
+# given: upstream renders with StrictUndefined.
+TEMPLATE = """\
+heartbeat_period: 5
+idle_heartbeats_soft: 12
+idle_heartbeats_hard: 120
+engine:
+  type: GlobusComputeEngine
+  max_workers_per_node: 2
+  max_retries_on_system_failure: {{ retries }}
+{% if provider == "slurm" %}
+  address: 127.0.0.1
+  provider:
+    type: SlurmProvider
+    partition: debug
+    exclusive: false
+    walltime: "00:05:00"
+    init_blocks: 1
+    min_blocks: 0
+    max_blocks: 1
+{% else %}
+  provider:
+    type: LocalProvider
+    init_blocks: 1
+    min_blocks: 0
+    max_blocks: 1
+{% endif %}
+"""
+
+
+def manager_bin() -> Path:
+    """``gc-worker-manager`` from ``GCRS_BIN_DIR``, else beside our endpoint binary."""
+    explicit = os.environ.get("GCRS_BIN_DIR")
+    base = Path(explicit) if explicit else Path(svc.endpoint_bin()).parent
+    return base / "gc-worker-manager"
+
+
+class GceEndpoint(svc.OurEndpoint):
+    """Our endpoint with the GlobusComputeEngine template, and ``gc-worker-manager`` copied
+    beside the copied endpoint binary (where the user endpoint looks for it first)."""
+
+    NAME = "gcrs-gce-ep"
+
+    def __init__(self, client: dict):
+        super().__init__(client)
+        (self.ep_dir / "user_config_template.yaml.j2").write_text(TEMPLATE)
+        bindir = self.root / "bin"
+        bindir.mkdir(exist_ok=True)
+        shutil.copy2(manager_bin(), bindir / "gc-worker-manager")
+        (bindir / "gc-worker-manager").chmod(0o755)
+        bindir.chmod(0o755)
+        if self.user:
+            subprocess.run(["chown", "-R", self.user, str(self.home)], check=True)
+
+
+@pytest.fixture(scope="module")
+def gce(request, port_5000):
+    """Service (SQLite) + client + our endpoint; yields the endpoint id. Logs are kept in
+    /tmp/gcrs-gce-tests-* when a test failed."""
+    if not manager_bin().is_file():
+        pytest.fail(f"{manager_bin()} is missing: run cargo build --workspace")
+    workdir = Path(tempfile.mkdtemp(prefix="gcrs-gce-tests-"))
+    failed_before = request.session.testsfailed
+    vhost = svc.Vhost()
+    db = svc.Database("sqlite", workdir)
+    service = svc.Service(db, vhost, workdir)
+    endpoint = None
+    saved = dict(os.environ)
+    try:
+        service.start()
+        client = service.create_client("gce")
+        os.environ.update(svc._sdk_env(client, workdir / "sdk"))
+        Executor._default_task_group_id = None
+        endpoint = GceEndpoint(client)
+        endpoint.start()
+        yield endpoint.endpoint_id
+    finally:
+        failed = request.session.testsfailed > failed_before
+        if endpoint:
+            endpoint.cleanup(keep_logs_in=workdir if failed else None)
+        service.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        db.drop()
+        vhost.delete()
+        if failed:
+            print(f"\ngc-gce test logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def executor(endpoint_id: str, provider: str = "local", retries: int = 0) -> Executor:
+    return Executor(
+        endpoint_id=endpoint_id,
+        user_endpoint_config={"provider": provider, "retries": retries},
+    )
+
+
+# Functions in a namespace named "__main__", so dill ships them by value.
+_FUNCS = {"__name__": "__main__"}
+exec(
+    """
+def double(x):
+    return 2 * x
+
+def boom(x):
+    raise ValueError(f"bad value {x}")
+
+def where():
+    import os, socket
+    return os.environ.get("SLURM_JOB_ID"), socket.gethostname(), os.getpid()
+
+def die():
+    import os
+    os.kill(os.getpid(), 9)
+
+def die_once(marker):
+    import os
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), 9)
+    return "survived"
+""",
+    _FUNCS,
+)
+double = _FUNCS["double"]
+boom = _FUNCS["boom"]
+where = _FUNCS["where"]
+die = _FUNCS["die"]
+die_once = _FUNCS["die_once"]
+
+
+def test_200_tasks_and_an_exception(gce):
+    with executor(gce) as ex:
+        futures = [ex.submit(double, i) for i in range(200)]
+        bad = ex.submit(boom, 7)
+        assert [f.result(timeout=120) for f in futures] == [2 * i for i in range(200)]
+        with pytest.raises(TaskExecutionFailed) as info:
+            bad.result(timeout=60)
+        assert "ValueError: bad value 7" in str(info.value)
+
+
+def test_a_killed_worker_fails_its_task_and_the_next_task_works(gce):
+    with executor(gce) as ex:
+        with pytest.raises(TaskExecutionFailed) as info:
+            ex.submit(die).result(timeout=90)
+        text = str(info.value)
+        assert "WorkerLost: worker process" in text, text
+        assert "was killed by signal 9 (SIGKILL) while running this task" in text, text
+        assert ex.submit(double, 50).result(timeout=90) == 100
+
+
+def test_a_killed_worker_is_retried_with_max_retries_on_system_failure(gce):
+    marker = f"/tmp/gcrs-gce-{uuid.uuid4().hex}"
+    try:
+        with executor(gce, retries=1) as ex:
+            assert ex.submit(die_once, marker).result(timeout=90) == "survived"
+            assert os.path.exists(marker)
+            assert ex.submit(double, 4).result(timeout=60) == 8
+    finally:
+        if os.path.exists(marker):
+            os.unlink(marker)
