@@ -34,7 +34,8 @@ pytestmark = pytest.mark.timeout(180, func_only=True)
 
 # One template, two providers and two retry settings, chosen per Executor through
 # user_endpoint_config (each distinct config is its own user endpoint). Every variable must be
-# given: upstream renders with StrictUndefined.
+# given (upstream renders with StrictUndefined), and the switch is a boolean because string
+# options reach the template JSON-quoted ('"slurm"'), as upstream sanitises them.
 TEMPLATE = """\
 heartbeat_period: 5
 idle_heartbeats_soft: 12
@@ -43,7 +44,7 @@ engine:
   type: GlobusComputeEngine
   max_workers_per_node: 2
   max_retries_on_system_failure: {{ retries }}
-{% if provider == "slurm" %}
+{% if slurm %}
   address: 127.0.0.1
   provider:
     type: SlurmProvider
@@ -124,10 +125,10 @@ def gce(request, port_5000):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def executor(endpoint_id: str, provider: str = "local", retries: int = 0) -> Executor:
+def executor(endpoint_id: str, slurm: bool = False, retries: int = 0) -> Executor:
     return Executor(
         endpoint_id=endpoint_id,
-        user_endpoint_config={"provider": provider, "retries": retries},
+        user_endpoint_config={"slurm": slurm, "retries": retries},
     )
 
 
@@ -195,3 +196,25 @@ def test_a_killed_worker_is_retried_with_max_retries_on_system_failure(gce):
     finally:
         if os.path.exists(marker):
             os.unlink(marker)
+
+
+def _slurm_up() -> bool:
+    try:
+        out = subprocess.run(
+            ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "alloc"))
+
+
+def test_slurm_provider_runs_tasks_in_a_batch_job(gce):
+    if not _slurm_up():
+        if os.environ.get("GCRS_REQUIRE_SLURM"):
+            pytest.fail("GCRS_REQUIRE_SLURM is set but no Slurm node is up (run scripts/slurm.sh)")
+        pytest.skip("no Slurm node is up (run scripts/slurm.sh)")
+    with executor(gce, slurm=True) as ex:
+        futures = [ex.submit(double, i) for i in range(10)]
+        assert [f.result(timeout=120) for f in futures] == [2 * i for i in range(10)]
+        job_id, _host, _pid = ex.submit(where).result(timeout=60)
+    assert job_id, "the task did not run inside a Slurm job"
