@@ -338,3 +338,21 @@ fn sibling_templates_load_only_with_a_directory() {
         "TemplateNotFound"
     );
 }
+
+#[test]
+fn default_filter_and_defined_test_accept_undefined_options() {
+    // Jinja2's StrictUndefined still lets `default` and `is defined` look at a missing
+    // option; only printing or operating on it is an error (ENDPOINT.md §3.3).
+    let out = render(
+        "a: {{ x | default(0) }}\nb: {{ y is defined }}\nc: {{ z | default('q') }}\n\
+         d: {% if w | default(false) %}yes{% else %}no{% endif %}\n\
+         e: {{ provider | default('local') == 'slurm' }}",
+        json!({"z": "v"}),
+        json!({}),
+        None,
+    )
+    .unwrap();
+    assert_eq!(out, "a: 0\nb: False\nc: \"v\"\nd: no\ne: False");
+    let err = render("a: {{ x }}", json!({}), json!({}), None).unwrap_err();
+    assert_eq!(err.python_type(), "UndefinedError");
+}
