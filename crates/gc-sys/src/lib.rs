@@ -205,6 +205,17 @@ mod raw {
         check(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
     }
 
+    pub(super) fn dup2(src: i32, target: i32) -> io::Result<()> {
+        // SAFETY: integer arguments only; dup2 onto `target` replaces whatever was there,
+        // and the new descriptor is not close-on-exec.
+        check(unsafe { libc::syscall(libc::SYS_dup2, src, target) })
+    }
+
+    pub(super) fn clear_cloexec(fd: i32) -> io::Result<()> {
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0) })
+    }
+
     pub(super) fn cloexec_from(first: u32) -> io::Result<()> {
         // SAFETY: integer arguments only; CLOSE_RANGE_CLOEXEC marks, it closes nothing, so
         // descriptors owned by the standard library's spawn code stay valid.
@@ -284,6 +295,67 @@ pub fn drop_now(who: &Identity, opts: DropOptions) -> Result<(), DropError> {
 pub fn set_groups(groups: &[Gid]) -> io::Result<()> {
     let raw: Vec<u32> = groups.iter().map(|g| g.0).collect();
     raw::setgroups(&raw)
+}
+
+/// A packet-mode pipe (`pipe2(O_DIRECT | O_CLOEXEC)`): each `write` of at most one page
+/// arrives as one packet, and a `read` returns at most one packet. Returns (read end, write
+/// end), both close-on-exec. Used for the HA audit log (ENDPOINT §4.10).
+pub fn packet_pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a live array of two c_ints that the kernel fills; flags are integers.
+    let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_DIRECT | libc::O_CLOEXEC) };
+    check(libc::c_long::from(ret))?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok(pair)
+}
+
+/// Makes `fd` appear as descriptor number `target` (not close-on-exec) in `cmd`'s child: a
+/// `pre_exec` hook doing `dup2(fd, target)`, or clearing close-on-exec when the numbers are
+/// equal. Register it **after** [`drop_before_exec`] (hooks run in order, and the drop marks
+/// every descriptor above 2 close-on-exec). `cmd` keeps `fd` open until it is dropped.
+pub fn place_fd_before_exec(
+    cmd: &mut std::process::Command,
+    fd: std::os::fd::OwnedFd,
+    target: i32,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        let src = fd.as_raw_fd();
+        if src == target {
+            raw::clear_cloexec(target)
+        } else {
+            raw::dup2(src, target)
+        }
+    };
+    // SAFETY: the hook runs in the forked child before exec and makes one raw system call on
+    // integers (async-signal-safe, no allocation); `fd` stays open because `cmd` owns it.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Takes ownership of descriptor `fd` inherited from the parent (e.g. the audit pipe at 4),
+/// after checking that it is open, and marks it close-on-exec so that workers do not inherit
+/// it. Each number should be taken once; a second take of the same number yields a second
+/// owner of one descriptor, so the caller keeps the result for the life of the process.
+pub fn take_inherited_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: F_GETFD on an integer descriptor number reads flags only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    check(libc::c_long::from(flags))?;
+    // SAFETY: F_SETFD sets the close-on-exec flag of an open descriptor; integers only.
+    check(libc::c_long::from(unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)
+    }))?;
+    // SAFETY: the descriptor is open (F_GETFD succeeded) and was handed to this process by
+    // its parent for this purpose; the caller takes it once (documented above).
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// The process's credentials and security bits as `/proc/self/status` shows them.
@@ -462,6 +534,41 @@ mod tests {
         let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
         assert_eq!(field("SID="), field("PID="), "a new session: {text}");
         drop(leaked);
+    }
+
+    #[test]
+    fn packet_pipe_keeps_writes_apart_and_reaches_the_child_at_4() {
+        use std::io::{Read, Write};
+        let (r, w) = packet_pipe().unwrap();
+        let mut w = std::fs::File::from(w);
+        w.write_all(b"one").unwrap();
+        w.write_all(b"two").unwrap();
+        let mut r = std::fs::File::from(r);
+        let mut buf = [0u8; 4096];
+        assert_eq!(r.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(r.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"two");
+
+        // The write end at 4 in a child (after a drop-like close-on-exec marking when root).
+        let (r2, w2) = packet_pipe().unwrap();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "printf rec >&4; ls /proc/self/fd"]);
+        place_fd_before_exec(&mut cmd, w2, 4);
+        let out = cmd.output().unwrap();
+        drop(cmd);
+        assert!(out.status.success(), "{out:?}");
+        let mut r2 = std::fs::File::from(r2);
+        let n = r2.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"rec");
+        // Every write end is closed now: end of file.
+        assert_eq!(r2.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn take_inherited_fd_refuses_closed_and_standard_descriptors() {
+        assert!(take_inherited_fd(1).is_err());
+        assert!(take_inherited_fd(999_999).is_err());
     }
 
     /// Clears FD_CLOEXEC on `fd` (test helper; std opens everything close-on-exec).
