@@ -69,6 +69,10 @@ pub struct Document {
     pub program: PathBuf,
     /// `pam.service_name` when `pam.enable` is true.
     pub pam_service: Option<String>,
+    /// The audit pipe's descriptor number (HA with `audit_log_path`); it is already open at
+    /// that number and survives the exec of the UEP.
+    #[serde(default)]
+    pub audit_fd: Option<i32>,
 }
 
 fn fail(code: i32, kind: &str, message: impl Into<String>) -> PrepareError {
@@ -204,6 +208,7 @@ fn bootstrap(doc: &Document) -> Result<std::convert::Infallible, PrepareError> {
         privileged: true,
         program_dir: program_dir.as_deref(),
         uid_change: true,
+        audit_fd: doc.audit_fd,
     };
     let start = StartEndpoint {
         globus_username: Value::Null,

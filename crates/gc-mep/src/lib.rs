@@ -47,6 +47,7 @@
 //! identities only.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bootstrap;
 pub mod command;
 pub mod pidfile;

@@ -46,6 +46,9 @@ pub enum MepError {
     /// A multi-user endpoint needs `email`.
     #[error("Multi-user endpoints require a contact email; set `email` in config.yaml.")]
     NoEmail,
+    /// The HA audit log could not be opened or its `Begin` line written.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl MepError {
@@ -54,7 +57,7 @@ impl MepError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MepError::QueueInfo(_) | MepError::EndpointId(_) => 70,
-            MepError::CurrentExe(_) | MepError::NoEmail => 1,
+            MepError::CurrentExe(_) | MepError::NoEmail | MepError::Audit(_) => 1,
             MepError::IdentityMapping(e) => i32::from(e.exit_code()),
         }
     }
@@ -67,6 +70,8 @@ pub enum StopCause {
     Requested,
     /// The command-queue subscriber gave up.
     CommandQueueLost(String),
+    /// A line could not be written to the HA audit log (ENDPOINT §4.10).
+    AuditLogFailed(String),
 }
 
 /// Something the runtime did, reported on [`MepOptions::events`] (for supervisors and tests).
@@ -260,6 +265,8 @@ struct Mep {
     exits: mpsc::UnboundedSender<Exit>,
     stopping: bool,
     privileged: bool,
+    /// The HA audit log, when `high_assurance` and `audit_log_path` are both set.
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Runs the MEP until `shutdown` completes or the command queue is lost, then shuts down:
@@ -291,7 +298,20 @@ pub async fn run(
     );
     let publisher = Publisher::start(heartbeat, PublisherOptions::default());
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let (audit_tx, mut audit_rx) = mpsc::unbounded_channel();
+    let audit = match (
+        &opts.config.base.high_assurance,
+        &opts.config.audit_log_path,
+    ) {
+        (true, Some(path)) => Some(crate::audit::AuditLog::open(
+            path,
+            &endpoint_id.to_string(),
+            audit_tx,
+        )?),
+        _ => None,
+    };
     let mut mep = Mep {
+        audit,
         base_env: std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
@@ -333,6 +353,10 @@ pub async fn run(
                 }
             },
             Some((pid, status, text)) = exit_rx.recv() => mep.reaped(pid, status, text).await,
+            Some(e) = audit_rx.recv() => {
+                tracing::error!("{e}");
+                break StopCause::AuditLogFailed(e.to_string());
+            }
         }
     };
 
@@ -347,11 +371,41 @@ pub async fn run(
     }
     publisher.close().await;
     mep.stop_children(&mut exit_rx).await;
+    if let Some(audit) = mep.audit.take() {
+        // Drains the pipes (bounded), then the `End` line.
+        match tokio::task::spawn_blocking(move || audit.finish()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(e) => tracing::error!("Audit log drain failed: {e}"),
+        }
+    }
     tracing::info!("Shutdown complete.\n---------- Core Endpoint ends: {endpoint_id}\n\n");
     Ok(cause)
 }
 
+/// The UEP's endpoint id, for audit records (from the start command's `amqp_creds`).
+fn uep_id(start: &StartEndpoint) -> String {
+    match start.amqp_creds.get("endpoint_id") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
 impl Mep {
+    /// With the audit log on: a new packet pipe whose write end `cmd`'s child gets as
+    /// descriptor 4, and the reader of its read end (to start once the pid is known).
+    fn audit_pipe(
+        &self,
+        cmd: &mut std::process::Command,
+    ) -> Result<Option<crate::audit::PendingReader>, crate::audit::AuditError> {
+        let Some(audit) = &self.audit else {
+            return Ok(None);
+        };
+        let (write, reader) = audit.pipe()?;
+        gc_sys::place_fd_before_exec(cmd, write, crate::audit::UEP_AUDIT_FD);
+        Ok(Some(reader))
+    }
+
     fn event(&self, event: MepEvent) {
         if let Some(tx) = &self.opts.events {
             let _ = tx.send(event);
@@ -433,6 +487,7 @@ impl Mep {
             mep_pid: std::process::id(),
             privileged: self.privileged,
             program_dir: self.opts.child_program.parent(),
+            audit_fd: self.audit.is_some().then_some(crate::audit::UEP_AUDIT_FD),
         };
         let user = command::display(&start.globus_username);
         let fail = |e: uep::PrepareError| {
@@ -484,7 +539,20 @@ impl Mep {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .process_group(0);
-        let mut child = match cmd.spawn() {
+        let reader = match self.audit_pipe(cmd.as_std_mut()) {
+            Ok(r) => r,
+            Err(e) => {
+                return fail(uep::PrepareError {
+                    code: 81,
+                    kind: "OSError".into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let spawned = cmd.spawn();
+        // Closes the MEP's copy of the audit pipe's write end (owned by the hook).
+        drop(cmd);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 return fail(uep::PrepareError {
@@ -497,6 +565,9 @@ impl Mep {
         let Some(pid) = child.id() else {
             return;
         };
+        if let Some(reader) = reader {
+            reader.start(nix::unistd::getuid().as_raw(), pid, uep_id(&start));
+        }
         let describe = format!(
             "({user}, {}) globus-compute-endpoint {}",
             start.name,
@@ -668,6 +739,7 @@ impl Mep {
             mep_pid: std::process::id(),
             program: self.opts.child_program.clone(),
             pam_service: pam.enable.then(|| pam.service_name.clone()),
+            audit_fd: self.audit.is_some().then_some(crate::audit::UEP_AUDIT_FD),
         };
         let document = match serde_json::to_vec(&document) {
             Ok(d) => d,
@@ -706,6 +778,22 @@ impl Mep {
             };
             gc_sys::drop_before_exec(&mut cmd, who, gc_sys::DropOptions::default());
         }
+        // After the drop's hook, which marks every descriptor above 2 close-on-exec.
+        let reader = match self.audit_pipe(&mut cmd) {
+            Ok(r) => r,
+            Err(e) => {
+                return start_failed(
+                    self,
+                    uep::PrepareError {
+                        code: 70,
+                        kind: "OSError".into(),
+                        message: e.to_string(),
+                    },
+                );
+            }
+        };
+        // The temporary Command (and with it the MEP's copy of the audit pipe's write end) is
+        // dropped at the end of this statement.
         let mut child = match tokio::process::Command::from(cmd).spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -728,6 +816,9 @@ impl Mep {
         let Some(pid) = child.id() else {
             return;
         };
+        if let Some(reader) = reader {
+            reader.start(user.uid, pid, uep_id(&start));
+        }
         let describe = format!(
             "({}, {}) globus-compute-endpoint _start-user-endpoint {} {}",
             user.name,

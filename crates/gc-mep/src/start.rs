@@ -138,7 +138,7 @@ pub async fn start(args: StartArgs) -> i32 {
     match outcome {
         Ok(StopCause::Requested) => 0,
         // The command queue is the MEP's reason to exist; losing it for good is an error.
-        Ok(StopCause::CommandQueueLost(_)) => 1,
+        Ok(StopCause::CommandQueueLost(_) | StopCause::AuditLogFailed(_)) => 1,
         Err(e) => report_after_registration(&endpoint_id, &heartbeat_info, &e).await,
     }
 }

@@ -69,6 +69,9 @@ pub struct Context<'a> {
     /// The UEP runs as another user than the MEP: failures use the uid-change column of the
     /// exit ladder (PROTOCOL-ENDPOINT §5.5; rungs above 70 move up by 4).
     pub uid_change: bool,
+    /// `audit_fd` of the UEP document: the audit pipe's descriptor number in the UEP (HA with
+    /// `audit_log_path` only; ENDPOINT §4.10).
+    pub audit_fd: Option<i32>,
 }
 
 impl Context<'_> {
@@ -378,7 +381,7 @@ pub fn prepare_with(
         mem_fd: None,
         enckey: None,
         allowed_functions: cfg.base.allowed_functions.clone(),
-        audit_fd: None,
+        audit_fd: ctx.audit_fd,
     }
     .to_bytes();
     // Step 13: it must fit the pipe.
@@ -458,6 +461,7 @@ mod tests {
                 mep_pid: 42,
                 privileged: false,
                 program_dir: None,
+                audit_fd: None,
                 uid_change: false,
             },
             s,
@@ -535,6 +539,7 @@ mod tests {
             privileged: true,
             program_dir: None,
             uid_change,
+            audit_fd: None,
         };
         assert_eq!((ctx(true).rung(70), ctx(true).rung(73)), (70, 77));
         assert_eq!(ctx(false).rung(79), 79);
