@@ -40,6 +40,15 @@ pub enum UepError {
     /// Installing signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    /// The stdin document's `audit_fd` is not an open descriptor.
+    #[error("Unable to open the audit log descriptor {fd}: {source}")]
+    AuditFd {
+        /// The descriptor number.
+        fd: i32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl UepError {

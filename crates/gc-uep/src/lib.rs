@@ -26,6 +26,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod entry;
 mod error;
 mod heartbeat;

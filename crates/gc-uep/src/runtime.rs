@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::audit::{self, AuditState, AuditWriter};
 use crate::error::UepError;
 use crate::heartbeat;
 use crate::idle::{IdleTracker, IdleVerdict};
@@ -66,6 +67,9 @@ pub enum Stopped {
     NotParent,
     /// The task subscriber or a publisher gave up (§3.7), e.g. authentication refused.
     Broker(StopReason),
+    /// A record could not be written to the HA audit pipe (ENDPOINT §4.10); the text is the
+    /// logged ERROR line.
+    AuditFailed(String),
 }
 
 /// Task and result totals, for heartbeats' idle logic.
@@ -107,6 +111,20 @@ pub async fn run(
     tracing::info!("Starting EndpointInterchange");
     tracing::info!("Starting Engine");
     let engine = start_engine(&settings, config, uep_id, &options.endpoint_dir).await?;
+    let (audit_fail_tx, mut audit_fail_rx) = watch::channel::<Option<String>>(None);
+    let audit = match stdin.audit_fd {
+        Some(fd) => {
+            let pipe =
+                gc_sys::take_inherited_fd(fd).map_err(|source| UepError::AuditFd { fd, source })?;
+            Some(Arc::new(AuditWriter::new(pipe, audit_fail_tx.clone())))
+        }
+        None => None,
+    };
+    let audit_rec = |fid: &str, tid: &str, state: AuditState, msg: Option<&str>| {
+        if let Some(a) = &audit {
+            let _ = a.write(fid, tid, state, msg);
+        }
+    };
 
     let totals = Arc::new(Totals::default());
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StopReason>>(None);
@@ -157,6 +175,8 @@ pub async fn run(
                 Ok(d) => {
                     totals.tasks.fetch_add(1, Ordering::SeqCst);
                     let token = d.token;
+                    let (fid, tid) = task::ids(d.headers());
+                    audit_rec(&fid, &tid, AuditState::Received, None);
                     match task::decide(d.headers(), &d.body, uep_id, settings.allowed_functions.as_ref()) {
                         Decision::Drop(why) => {
                             tracing::error!("Unhandled error processing incoming task: {why}");
@@ -164,6 +184,14 @@ pub async fn run(
                         }
                         Decision::Answer(result) => {
                             tracing::warn!(task_id = %result.task_id, "{}", result.data);
+                            audit_rec(&fid, &tid, AuditState::ExecEnd, None);
+                            queue_result(&result_tx, &store, &result);
+                            subscriber.handed_off(token);
+                        }
+                        Decision::Refused(result) => {
+                            tracing::warn!(task_id = %result.task_id, "{}", result.data);
+                            audit_rec(&fid, &tid, AuditState::Failed, Some(audit::NOT_PERMITTED));
+                            audit_rec(&fid, &tid, AuditState::ExecEnd, None);
                             queue_result(&result_tx, &store, &result);
                             subscriber.handed_off(token);
                         }
@@ -172,7 +200,9 @@ pub async fn run(
                             match engine.submit(request) {
                                 Ok(handle) => {
                                     subscriber.handed_off(token);
-                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone()));
+                                    audit_rec(&fid, &tid, AuditState::ExecStart, None);
+                                    let done = audit.clone().map(|a| (a, fid, tid));
+                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone(), done));
                                 }
                                 Err(e) => {
                                     // Not acknowledged: the broker redelivers it later.
@@ -218,6 +248,12 @@ pub async fn run(
             Some(joined) = forwarders.join_next() => {
                 if let Err(e) = joined {
                     tracing::error!("result forwarder failed: {e}");
+                }
+            }
+            Ok(()) = audit_fail_rx.changed() => {
+                let text = audit_fail_rx.borrow_and_update().clone();
+                if let Some(text) = text {
+                    break Stopped::AuditFailed(text);
                 }
             }
         }
@@ -348,13 +384,24 @@ fn keep(store: &UnackedStore, task_id: Uuid, body: &[u8]) {
     }
 }
 
+/// The audit writer and the function and task ids of a task, for its `EXEC_END` record.
+type AuditEnd = (Arc<AuditWriter>, String, String);
+
 /// Awaits one task's result and queues it.
-async fn forward(handle: AnyHandle, tx: mpsc::UnboundedSender<ResultMsg>, store: UnackedStore) {
+async fn forward(
+    handle: AnyHandle,
+    tx: mpsc::UnboundedSender<ResultMsg>,
+    store: UnackedStore,
+    audit: Option<AuditEnd>,
+) {
     let task_id = handle.task_id();
     let result = match handle.await {
         Ok(r) => r,
         Err(e) => task::unknown_failure(task_id, "EngineError", &e.to_string()),
     };
+    if let Some((audit, fid, tid)) = audit {
+        let _ = audit.write(&fid, &tid, AuditState::ExecEnd, None);
+    }
     queue_result(&tx, &store, &result);
 }
 

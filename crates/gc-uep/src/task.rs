@@ -19,6 +19,9 @@ pub(crate) enum Decision {
     Run(TaskRequest),
     /// Answer at once with this (error) result; the engine never sees the task.
     Answer(TaskResult),
+    /// The function is not in `allowed_functions`: answer with this result (audited as
+    /// `FAILED`).
+    Refused(TaskResult),
     /// No result can be produced (headers unusable); log and drop.
     Drop(String),
 }
@@ -86,6 +89,18 @@ fn resource_specification(text: Option<String>) -> Result<Map<String, Value>, St
     })
 }
 
+/// The function and task ids of a delivery's headers, for audit records (empty when absent or
+/// unusable).
+pub(crate) fn ids(headers: Option<&FieldTable>) -> (String, String) {
+    let get = |key| {
+        string_header(headers, key)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    (get("function_uuid"), get("task_uuid"))
+}
+
 /// Decides what happens to one delivery (§7.2 steps 1–4, before the engine).
 pub(crate) fn decide(
     headers: Option<&FieldTable>,
@@ -110,7 +125,7 @@ pub(crate) fn decide(
     };
     if let Some(allowed) = allowed {
         if !allowed.contains(&fid) {
-            return Decision::Answer(function_not_allowed(task_id, &fid, uep_id));
+            return Decision::Refused(function_not_allowed(task_id, &fid, uep_id));
         }
     }
     let task_buffer = match messagepack::unpack(body) {
@@ -272,7 +287,7 @@ mod tests {
         let h = headers(&[("task_uuid", s(TID)), ("function_uuid", s(FID))]);
         let uep = Uuid::parse_str(UEP).unwrap();
         let allowed = HashSet::from(["0a0a0a0a-0000-4000-8000-00000000000a".to_owned()]);
-        let Decision::Answer(r) = decide(Some(&h), &task_body(), uep, Some(&allowed)) else {
+        let Decision::Refused(r) = decide(Some(&h), &task_body(), uep, Some(&allowed)) else {
             panic!("not refused");
         };
         let expected = format!(

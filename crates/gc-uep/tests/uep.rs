@@ -628,3 +628,81 @@ async fn a_parent_other_than_posix_ppid_refuses_to_start() {
     .expect("UEP run");
     assert!(matches!(stopped, Stopped::NotParent), "{stopped:?}");
 }
+
+/// HA audit (ENDPOINT §4.10): with `audit_fd` in the stdin document the UEP writes one packet
+/// per task state to that descriptor — here a real packet pipe whose read end the test keeps,
+/// standing in for the MEP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_for_a_task_and_a_refused_function() {
+    use std::io::Read;
+    use std::os::fd::IntoRawFd;
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
+    let mut stdin = service.stdin(&vhost.url(), config_text);
+    let (read, write) = gc_sys::packet_pipe().expect("packet pipe");
+    // Handed over by number, as an inherited descriptor; the UEP takes ownership.
+    stdin.audit_fd = Some(write.into_raw_fd());
+    let payloads = payloads();
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let refused = service
+        .submit(REFUSED_FN, payloads["add"].as_str().unwrap())
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let results = service.results(2).await;
+    assert_eq!(results.len(), 2);
+    stop_tx.send(()).expect("UEP still running");
+    let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(matches!(stopped, Stopped::Requested), "{stopped:?}");
+
+    // The UEP closed its end: read every packet up to the end of the pipe.
+    let mut pipe = std::fs::File::from(read);
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = pipe.read(&mut buf).expect("read the audit pipe");
+        if n == 0 {
+            break;
+        }
+        packets.push(String::from_utf8(buf[..n].to_vec()).expect("UTF-8 record"));
+    }
+    let of = |fid: &str, tid: Uuid| {
+        let prefix = format!("fid={fid} tid={tid} bid= ");
+        packets
+            .iter()
+            .filter_map(|p| p.strip_prefix(&prefix))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(ALLOWED_FN, add),
+        ["RECEIVED", "EXEC_START", "EXEC_END"],
+        "{packets:#?}"
+    );
+    assert_eq!(
+        of(REFUSED_FN, refused),
+        [
+            "RECEIVED",
+            "FAILED - Function not permitted on endpoint",
+            "EXEC_END"
+        ],
+        "{packets:#?}"
+    );
+    assert_eq!(packets.len(), 6, "{packets:#?}");
+}
