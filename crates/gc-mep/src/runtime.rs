@@ -539,6 +539,8 @@ impl Mep {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .process_group(0);
+        // Only 0–2 (and the audit pipe at 4, placed after this) reach the UEP (PE §5.3).
+        gc_sys::cloexec_above_stdio_before_exec(cmd.as_std_mut());
         let reader = match self.audit_pipe(cmd.as_std_mut()) {
             Ok(r) => r,
             Err(e) => {

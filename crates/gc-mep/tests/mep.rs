@@ -614,3 +614,185 @@ async fn start_refusals_before_registration() {
         "12345\n"
     );
 }
+
+/// HA audit log (ENDPOINT §4.10) through an unprivileged MEP: `Begin`, the records a UEP
+/// writes to descriptor 4 with the header from the MEP's bookkeeping (its uid, the UEP's pid
+/// and id), `End`. The "UEP" is a script that writes two records (one with a newline that must
+/// not start a line of its own) and records its stdin document and open descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let svc = start_service(tmp.path());
+    let compute_dir = tmp.path().join("compute");
+    let ep_dir = compute_dir.join("mepha");
+    std::fs::create_dir_all(&ep_dir).expect("ep dir");
+    std::fs::write(ep_dir.join("config.yaml"), "heartbeat_period: 5\n").expect("config");
+    std::fs::write(ep_dir.join("user_config_template.yaml.j2"), TEMPLATE).expect("template");
+    std::fs::write(ep_dir.join("user_config_schema.json"), SCHEMA).expect("schema");
+    let records = tmp.path().join("records");
+    let script = tmp.path().join("audit-uep.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\ncat > \"$d/stdin\"\nls -l /proc/$$/fd > \"$d/fds\"\n\
+             printf 'fid=f1 tid=t1 bid= RECEIVED' >&4\n\
+             printf 'fid=f1 tid=t1 bid= EXEC_END\\nuid=0 forged\\r' >&4\n\
+             echo $$ > \"$d/pid\"\ntouch \"$d/done\"\n",
+            records.display()
+        ),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let audit_path = tmp.path().join("audit.log");
+
+    let plain = gc_config::CoreEndpointConfig::from_file(
+        &ep_dir.join("config.yaml"),
+        gc_config::LoadOptions::default(),
+    )
+    .expect("config");
+    let urls = ServiceUrls {
+        compute: svc.base.clone(),
+        auth: format!("{}/auth/", svc.base),
+    };
+    let credentials = ClientCredentials {
+        client_id: svc.client_id.clone(),
+        client_secret: svc.client_secret.clone(),
+    };
+    let http = reqwest::Client::new();
+    wait_for("the service", || async {
+        http.get(format!("{}/v2/version", svc.base))
+            .send()
+            .await
+            .ok()
+    })
+    .await;
+    // Registered as a plain endpoint (the service wants a policy and subscription for HA);
+    // the runtime gets the HA configuration.
+    let reg = gc_mep::register(&RegisterInputs {
+        endpoint_dir: &ep_dir,
+        name: "mepha",
+        config: &plain,
+        endpoint_uuid: None,
+        urls: &urls,
+        credentials: &credentials,
+        python_version: "3.11.2",
+    })
+    .await
+    .expect("register");
+    let mut config = plain.clone();
+    config.base.high_assurance = true;
+    config.audit_log_path = Some(audit_path.clone());
+
+    let mut options = MepOptions::new("mepha", ep_dir.clone(), config).expect("options");
+    options.compute_dir = compute_dir.clone();
+    options.child_program = script;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mep = tokio::spawn(gc_mep::run(options, reg.clone(), async {
+        let _ = stop_rx.await;
+    }));
+
+    let bearer = token(&http, &svc).await;
+    let ep_id = reg.endpoint_id.clone();
+    let function: Value = http
+        .post(format!("{}/v3/functions", svc.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"function_name": "f", "function_code": "code"}))
+        .send()
+        .await
+        .expect("function")
+        .json()
+        .await
+        .expect("function json");
+    let fid = function["function_uuid"].as_str().expect("fid").to_string();
+    let req = http
+        .post(format!("{}/v3/endpoints/{ep_id}/submit", svc.base))
+        .bearer_auth(&bearer)
+        .json(&json!({
+            "create_queue": true,
+            "tasks": {fid: ["payload"]},
+            "user_endpoint_config": {"workers": 1},
+            "user_runtime": {"python": {"version": "3.11.2"}, "globus_compute_sdk_version": "4.19.0"},
+        }));
+    let submit = tokio::spawn(async move { req.send().await });
+    let dir = wait_for("the user endpoint", || async {
+        let entries = std::fs::read_dir(&records).ok()?;
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|d| d.join("done").exists())
+    })
+    .await;
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("recorded file");
+    let stdin: Value = serde_json::from_str(&read("stdin")).expect("stdin JSON");
+    assert_eq!(stdin["audit_fd"], 4, "{stdin}");
+    let uep_id = stdin["amqp_creds"]["endpoint_id"]
+        .as_str()
+        .expect("UEP id")
+        .to_string();
+    // The shell's descriptors (listed by `ls` from outside): 0–2, the audit pipe at 4, and the
+    // shell's own; nothing else of the MEP's (pipes, sockets) leaked.
+    let fds = read("fds");
+    let mut numbers = Vec::new();
+    for line in fds.lines() {
+        let Some((left, target)) = line.split_once(" -> ") else {
+            continue;
+        };
+        let n: i32 = left
+            .rsplit(' ')
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("fd number");
+        if n > 2 && n != 4 {
+            // The shell's handle on its script, or its saved stdout (the UEP log).
+            assert!(
+                target.ends_with("audit-uep.sh") || target.ends_with("/endpoint.log"),
+                "{fds}"
+            );
+        }
+        numbers.push(n);
+    }
+    assert!(numbers.contains(&4), "{fds}");
+    assert!(fds.contains(" 4 -> pipe:"), "{fds}");
+    let pid = read("pid").trim().to_string();
+
+    stop_tx.send(()).expect("stop");
+    let cause = tokio::time::timeout(WAIT, mep)
+        .await
+        .expect("shutdown")
+        .expect("join");
+    assert_eq!(cause.expect("run"), StopCause::Requested);
+    submit.abort();
+
+    let text = std::fs::read_to_string(&audit_path).expect("audit log");
+    let lines: Vec<&str> = text.lines().collect();
+    let me = nix::unistd::getuid().as_raw();
+    let mep_pid = std::process::id();
+    let rest = |l: &str| l.split_once(' ').expect("a timestamp").1.to_string();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(
+        rest(lines[0]),
+        format!("uid={me} pid={mep_pid} eid={ep_id} Begin CEP session =====")
+    );
+    assert_eq!(
+        rest(lines[1]),
+        format!("uid={me} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= RECEIVED")
+    );
+    assert_eq!(
+        rest(lines[2]),
+        format!("uid={me} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= EXEC_END uid=0 forged")
+    );
+    assert_eq!(
+        rest(lines[3]),
+        format!("uid={me} pid={mep_pid} eid={ep_id} End CEP session -----")
+    );
+    for l in &lines {
+        let ts = l.split_once(' ').expect("timestamp").0;
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&audit_path).expect("meta").mode() & 0o777,
+        0o600
+    );
+}

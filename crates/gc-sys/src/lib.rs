@@ -337,6 +337,18 @@ pub fn place_fd_before_exec(
     }
 }
 
+/// Marks every descriptor above 2 close-on-exec in `cmd`'s child (a `pre_exec` hook), so
+/// nothing the parent holds without `O_CLOEXEC` (e.g. a jobserver pipe) leaks into it. What
+/// [`drop_before_exec`] does too, for a child that keeps the parent's identity.
+pub fn cloexec_above_stdio_before_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec and makes one raw system call on
+    // integers (async-signal-safe, no allocation).
+    unsafe {
+        cmd.pre_exec(|| raw::cloexec_from(3));
+    }
+}
+
 /// Takes ownership of descriptor `fd` inherited from the parent (e.g. the audit pipe at 4),
 /// after checking that it is open, and marks it close-on-exec so that workers do not inherit
 /// it. Each number should be taken once; a second take of the same number yields a second
