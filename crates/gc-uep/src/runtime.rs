@@ -88,6 +88,17 @@ pub async fn run(
     options: UepOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stopped, UepError> {
+    // First of all: the audit pipe becomes close-on-exec here, so that neither
+    // `endpoint_setup` nor any worker (user code) inherits it and could forge records.
+    let (audit_fail_tx, mut audit_fail_rx) = watch::channel::<Option<String>>(None);
+    let audit = match stdin.audit_fd {
+        Some(fd) => {
+            let pipe =
+                gc_sys::take_inherited_fd(fd).map_err(|source| UepError::AuditFd { fd, source })?;
+            Some(Arc::new(AuditWriter::new(pipe, audit_fail_tx.clone())))
+        }
+        None => None,
+    };
     if let Some(command) = config.endpoint_setup.as_deref() {
         crate::setup::endpoint_setup(command, &options.endpoint_dir).await?;
     }
@@ -111,15 +122,6 @@ pub async fn run(
     tracing::info!("Starting EndpointInterchange");
     tracing::info!("Starting Engine");
     let engine = start_engine(&settings, config, uep_id, &options.endpoint_dir).await?;
-    let (audit_fail_tx, mut audit_fail_rx) = watch::channel::<Option<String>>(None);
-    let audit = match stdin.audit_fd {
-        Some(fd) => {
-            let pipe =
-                gc_sys::take_inherited_fd(fd).map_err(|source| UepError::AuditFd { fd, source })?;
-            Some(Arc::new(AuditWriter::new(pipe, audit_fail_tx.clone())))
-        }
-        None => None,
-    };
     let audit_rec = |fid: &str, tid: &str, state: AuditState, msg: Option<&str>| {
         if let Some(a) = &audit {
             let _ = a.write(fid, tid, state, msg);

@@ -635,14 +635,20 @@ async fn a_parent_other_than_posix_ppid_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_for_a_task_and_a_refused_function() {
     use std::io::Read;
-    use std::os::fd::IntoRawFd;
+    use std::os::fd::{AsRawFd, IntoRawFd};
     let vhost = Vhost::new();
     let uep_id = Uuid::new_v4();
     let service = Service::new(&vhost, uep_id).await;
     let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
     let mut stdin = service.stdin(&vhost.url(), config_text);
     let (read, write) = gc_sys::packet_pipe().expect("packet pipe");
-    // Handed over by number, as an inherited descriptor; the UEP takes ownership.
+    // Handed over by number, as an inherited descriptor (not close-on-exec, as after the
+    // MEP's dup2); the UEP takes ownership.
+    nix::fcntl::fcntl(
+        write.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .expect("clear close-on-exec");
     stdin.audit_fd = Some(write.into_raw_fd());
     let payloads = payloads();
     let add = service
@@ -664,6 +670,38 @@ async fn audit_records_for_a_task_and_a_refused_function() {
     });
     let results = service.results(2).await;
     assert_eq!(results.len(), 2);
+    // None of this UEP's workers (they run user code) holds the pipe. (Workers of tests
+    // running alongside may, if they forked while the descriptor was inheritable; this UEP's
+    // workers are those whose environment names its directory.)
+    let ours = format!("GLOBUS_COMPUTE_ENDPOINT_DIR={}", dir.path().display());
+    let pipe_id = std::fs::read_link(format!("/proc/self/fd/{}", read.as_raw_fd()))
+        .expect("pipe link")
+        .display()
+        .to_string();
+    let me = std::process::id().to_string();
+    let mut holders = Vec::new();
+    let mut workers = 0;
+    for proc_dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = proc_dir.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let environ = std::fs::read(proc_dir.path().join("environ")).unwrap_or_default();
+        if !environ.split(|b| *b == 0).any(|var| var == ours.as_bytes()) {
+            continue;
+        }
+        workers += 1;
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.display().to_string() == pipe_id) {
+                holders.push(pid.clone());
+            }
+        }
+    }
+    assert!(workers > 0, "no worker of this UEP found");
+    assert!(holders.is_empty(), "{pipe_id} also held by {holders:?}");
     stop_tx.send(()).expect("UEP still running");
     let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
         .await
