@@ -37,7 +37,7 @@
 //!
 //! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
 //! credentials inline in `amqp_creds` instead, so credentials of a running UEP are not
-//! rotated), the HA audit log, detaching and the console banner.
+//! rotated), detaching and the console banner. The HA audit log is in [`audit`].
 //!
 //! A privileged MEP with `identity_mapping_config_path` ([`MepOptions::identity_mapping`])
 //! maps each start command's identity set to a local account and starts the UEP through the
