@@ -621,15 +621,68 @@ async fn start_refusals_before_registration() {
 /// not start a line of its own) and records its stdin document and open descriptors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
+    ha_audit(false).await;
+}
+
+/// The same through a privileged MEP with identity mapping: the "bootstrap" runs as a fresh
+/// local user after the privilege drop, and still finds the pipe at 4 (root only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_mapped_user_audit_log_gets_the_users_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to create a user and change identity");
+        return;
+    }
+    ha_audit(true).await;
+}
+
+/// A local user, removed on drop.
+struct LocalAccount(String);
+
+impl Drop for LocalAccount {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.0])
+            .output();
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+async fn ha_audit(mapped: bool) {
+    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().expect("tempdir");
     let svc = start_service(tmp.path());
     let compute_dir = tmp.path().join("compute");
     let ep_dir = compute_dir.join("mepha");
     std::fs::create_dir_all(&ep_dir).expect("ep dir");
-    std::fs::write(ep_dir.join("config.yaml"), "heartbeat_period: 5\n").expect("config");
+    let account = mapped.then(|| {
+        let name = format!("gcaud{:06x}", std::process::id() & 0xff_ffff);
+        let out = Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .output()
+            .expect("useradd");
+        assert!(out.status.success(), "{out:?}");
+        LocalAccount(name)
+    });
+    let mut config_text = "heartbeat_period: 5\n".to_string();
+    if let Some(account) = &account {
+        let idmap = ep_dir.join("idmap.json");
+        let mapping = json!([{"DATA_TYPE": "expression_identity_mapping#1.0.0",
+            "mappings": [{"source": "{id}", "match": svc.client_id, "output": account.0}]}]);
+        std::fs::write(&idmap, mapping.to_string()).expect("mapping");
+        config_text.push_str(&format!(
+            "email: admin@example.org\nidentity_mapping_config_path: {}\n",
+            idmap.display()
+        ));
+        // The mapped user runs the script and writes the records.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    std::fs::write(ep_dir.join("config.yaml"), &config_text).expect("config");
     std::fs::write(ep_dir.join("user_config_template.yaml.j2"), TEMPLATE).expect("template");
     std::fs::write(ep_dir.join("user_config_schema.json"), SCHEMA).expect("schema");
     let records = tmp.path().join("records");
+    std::fs::create_dir(&records).expect("records");
+    std::fs::set_permissions(&records, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let script = tmp.path().join("audit-uep.sh");
     std::fs::write(
         &script,
@@ -642,7 +695,6 @@ async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
         ),
     )
     .expect("script");
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let audit_path = tmp.path().join("audit.log");
 
@@ -744,9 +796,12 @@ async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
             .and_then(|w| w.parse().ok())
             .expect("fd number");
         if n > 2 && n != 4 {
-            // The shell's handle on its script, or its saved stdout (the UEP log).
+            // The shell's handle on its script, or its saved stdout (the UEP log, or
+            // /dev/null for the bootstrap).
             assert!(
-                target.ends_with("audit-uep.sh") || target.ends_with("/endpoint.log"),
+                target.ends_with("audit-uep.sh")
+                    || target.ends_with("/endpoint.log")
+                    || target == "/dev/null",
                 "{fds}"
             );
         }
@@ -767,6 +822,14 @@ async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
     let text = std::fs::read_to_string(&audit_path).expect("audit log");
     let lines: Vec<&str> = text.lines().collect();
     let me = nix::unistd::getuid().as_raw();
+    let uep_uid = match &account {
+        Some(a) => nix::unistd::User::from_name(&a.0)
+            .expect("getpwnam")
+            .expect("the user")
+            .uid
+            .as_raw(),
+        None => me,
+    };
     let mep_pid = std::process::id();
     let rest = |l: &str| l.split_once(' ').expect("a timestamp").1.to_string();
     assert_eq!(lines.len(), 4, "{text}");
@@ -776,11 +839,11 @@ async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
     );
     assert_eq!(
         rest(lines[1]),
-        format!("uid={me} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= RECEIVED")
+        format!("uid={uep_uid} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= RECEIVED")
     );
     assert_eq!(
         rest(lines[2]),
-        format!("uid={me} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= EXEC_END uid=0 forged")
+        format!("uid={uep_uid} pid={pid} uep={uep_id} fid=f1 tid=t1 bid= EXEC_END uid=0 forged")
     );
     assert_eq!(
         rest(lines[3]),
