@@ -81,6 +81,31 @@ impl Svc {
             .to_string()
     }
 
+    /// Waits (up to 60 s) until the service reports endpoint `ep_id` online, i.e. has seen
+    /// its first heartbeat.
+    fn wait_online(&self, ep_id: &str) {
+        let http = reqwest::blocking::Client::new();
+        let bearer = self.bearer(COMPUTE_SCOPE);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status: Value = http
+                .get(format!("{}/v2/endpoints/{ep_id}/status", self.base))
+                .bearer_auth(&bearer)
+                .send()
+                .expect("status")
+                .json()
+                .expect("status json");
+            if status["status"] == "online" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "endpoint {ep_id} never came online: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Register an endpoint named `name`; returns its id.
     fn register(&self, name: &str) -> String {
         let reg: Value = reqwest::blocking::Client::new()
@@ -775,7 +800,8 @@ fn start_on_a_terminal_shows_banner_and_timer_and_logs_to_the_file() {
     // delete of a running endpoint: refused without --force (the service reports it
     // online); with --force the local instance is stopped first, as upstream does.
     let delete = || {
-        // The endpoint has sent its first heartbeat (at least two seconds ago).
+        // Refused only once the service has seen the endpoint's first heartbeat.
+        svc.wait_online(ep_id);
         let r = svc.run(&gc_dir, &["delete", "--yes", "tty1"], &[]);
         assert_eq!(r.code, 255, "{r:?}");
         assert!(r.stderr.contains(" WARNING MainProcess-"), "{r:?}");
