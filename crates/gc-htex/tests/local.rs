@@ -2,77 +2,18 @@
 //! `gc-worker-manager` processes started by blocks, real Python workers and the unmodified
 //! SDK (Python from `GCRS_PYTHON`, default `<workspace>/.venv/bin/python`).
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gc_engine::TaskRequest;
 use gc_htex::{HtexConfig, HtexEngine, ManagerCommand};
-use gc_wire::messagepack::TaskResult;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-fn python() -> PathBuf {
-    std::env::var_os("GCRS_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
-        PathBuf::from,
-    )
-}
-
-fn helper() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdk_helper.py")
-}
-
-fn payload(case: &str) -> String {
-    static PAYLOADS: OnceLock<HashMap<String, String>> = OnceLock::new();
-    let all = PAYLOADS.get_or_init(|| {
-        let out = Command::new(python())
-            .arg(helper())
-            .arg("payloads")
-            .output()
-            .expect("run the SDK helper");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("payload JSON")
-    });
-    all[case].clone()
-}
-
-fn decode(result: &TaskResult) -> Value {
-    let mut child = Command::new(python())
-        .arg(helper())
-        .arg("decode")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the SDK helper");
-    let req = json!({"data": result.data, "error": result.is_error()});
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(req.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("helper output");
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).expect("decode JSON")
-}
-
-fn request(case: &str) -> TaskRequest {
-    TaskRequest {
-        task_id: Uuid::new_v4(),
-        task_buffer: payload(case),
-        result_serializers: Vec::new(),
-        resource_specification: Default::default(),
-    }
-}
+mod support;
+use support::{decode, python, request};
 
 /// A GlobusComputeEngine over LocalProvider, configured by YAML engine options.
 async fn start(dir: &Path, engine_yaml: &str) -> HtexEngine {
