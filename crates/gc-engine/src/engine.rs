@@ -143,6 +143,13 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
+    /// A handle that resolves to what is sent on the other end of `rx` (or to
+    /// [`EngineError::Stopped`] if that end is dropped). Other engines (GlobusComputeEngine in
+    /// gc-htex) hand out the same handle type.
+    pub fn new(task_id: Uuid, rx: oneshot::Receiver<TaskResult>) -> Self {
+        TaskHandle { task_id, rx }
+    }
+
     /// The task this handle belongs to.
     pub fn task_id(&self) -> Uuid {
         self.task_id

@@ -10,16 +10,13 @@
 //!   asks the actor for a snapshot and submits or cancels blocks ([`crate::scaling`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gc_engine::{EngineError, TaskRequest};
+use gc_engine::{EngineError, TaskHandle, TaskRequest};
 use gc_provider::{JobId, JobState, JobStatus, Provider, shell_quote};
 use gc_wire::messagepack::{
     self, ActorName, Message, ResultErrorDetails, TaskResult, TaskState, TaskTransition,
@@ -41,31 +38,6 @@ const REMOTE_EXECUTION_MESSAGE: &str = "An error occurred during the execution o
 
 /// How long a connecting manager gets for the TLS handshake and its registration.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Resolves to a task's [`TaskResult`], like `gc_engine::TaskHandle`.
-#[derive(Debug)]
-pub struct TaskHandle {
-    task_id: Uuid,
-    rx: oneshot::Receiver<TaskResult>,
-}
-
-impl TaskHandle {
-    /// The task this handle belongs to.
-    pub fn task_id(&self) -> Uuid {
-        self.task_id
-    }
-}
-
-impl Future for TaskHandle {
-    type Output = Result<TaskResult, EngineError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let task_id = self.task_id;
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.map_err(|_| EngineError::Stopped(task_id)))
-    }
-}
 
 /// One connected manager, as reported in heartbeats (`node_info`).
 #[derive(Debug, Clone, PartialEq)]
@@ -366,12 +338,12 @@ impl HtexEngine {
                         accepts these types of resources: priority\n"
                 .to_string();
             let _ = reply.send(system_failure(task_id, &[text], now_ns()));
-            return Ok(TaskHandle { task_id, rx });
+            return Ok(TaskHandle::new(task_id, rx));
         }
         self.events
             .send(Event::Submit(Job { request, reply }))
             .map_err(|_| EngineError::NotRunning)?;
-        Ok(TaskHandle { task_id, rx })
+        Ok(TaskHandle::new(task_id, rx))
     }
 
     /// Counters now.

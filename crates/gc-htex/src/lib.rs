@@ -47,7 +47,8 @@ pub mod tls;
 
 pub use any::{AnyEngine, AnyHandle};
 pub use config::{Container, HtexConfig, ManagerCommand, Strategy};
-pub use interchange::{HtexEngine, HtexStatus, ManagerInfo, TaskHandle};
+pub use gc_engine::TaskHandle;
+pub use interchange::{HtexEngine, HtexStatus, ManagerInfo};
 
 /// Errors starting the engine (never a task's: those are `TaskResult`s).
 #[derive(Debug, thiserror::Error)]
