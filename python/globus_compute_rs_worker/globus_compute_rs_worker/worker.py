@@ -26,7 +26,12 @@ Parent to worker:
   path or wildcard>, ...] (empty: all allowed), "result_size_limit": <int >= 128>}``, empty
   blob.
 * ``task`` -- header ``{"type": "task", "task_id": <str>, "result_serializers": [<import
-  path>, ...]}``, blob = the task's ``task_buffer`` encoded as UTF-8.
+  path>, ...]}``, blob = the task's ``task_buffer`` encoded as UTF-8.  An optional
+  ``"environment": {<name>: <value>, ...}`` is set in ``os.environ`` for that task only (the
+  previous values are restored afterwards); GlobusMPIEngine passes its ``PARSL_*`` variables
+  this way.  An optional ``"user_runtime": {...}`` is the submitter's runtime as the SDK
+  reports it (PROTOCOL-SDK §5.4): the worker compares it with its own before deserializing
+  anything (see :func:`compare_runtimes`).
 * End of file on the channel: the worker exits with status 0.
 
 Worker to parent:
@@ -37,7 +42,9 @@ Worker to parent:
   ``{"type": "fatal", "message": <str>}``; the worker then exits with status 3.
 * ``result`` -- answer to each ``task``: ``{"type": "result", "task_id": <str>,
   "outcome": "success" | "failure" | "system_failure", "code": <str or null>,
-  "user_message": <str or null>, "exec_start": <ns>, "exec_end": <ns>}``, blob = UTF-8 text:
+  "user_message": <str or null>, "exec_start": <ns>, "exec_end": <ns>}`` and, when the
+  submitter's runtime differs from the worker's in a way that may still work, ``"warning":
+  <str>`` (the parent logs it); blob = UTF-8 text:
   the serialized return value (``success``), the error text of the ``Result`` (``failure``,
   with ``code``/``user_message`` as upstream's ``error_details``), or the traceback of an
   error in preparing the task's directory (``system_failure``, which upstream reports as an
@@ -181,6 +188,115 @@ def error_details(exc: BaseException, internal: tuple[type[BaseException], ...])
 
 
 # ---------------------------------------------------------------------------------------
+# Submitter runtime versus worker runtime (docs/troubleshooting.md)
+# ---------------------------------------------------------------------------------------
+
+RUNTIME_MISMATCH_CODE = "EnvironmentMismatch"
+RUNTIME_MISMATCH_MESSAGE = (
+    "The submitting Python environment and the endpoint's workers are incompatible"
+)
+
+
+class RuntimeMismatch(Exception):
+    """The submitter's runtime cannot work with this worker's."""
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) if len(parts) >= 2 else None
+
+
+def submitter_python(runtime: t.Mapping) -> str | None:
+    """The submitter's Python version (``x.y.z``) from ``user_runtime``."""
+    py = runtime.get("python")
+    if isinstance(py, dict):
+        version = py.get("version")
+        if isinstance(version, str) and version:
+            return version
+        vt = py.get("version_tuple")
+        if isinstance(vt, list) and vt and all(isinstance(v, int) for v in vt):
+            return ".".join(str(v) for v in vt)
+    legacy = runtime.get("python_version")
+    if isinstance(legacy, str) and legacy:
+        return legacy.split()[0]
+    return None
+
+
+def _describe(python: str | None, sdk: str | None, dill: str | None = None) -> str:
+    text = f"Python {python or 'unknown'}, globus-compute-sdk {sdk or 'unknown'}"
+    if dill:
+        text += f", dill {dill}"
+    return text
+
+
+def _how_to_fix(submitter: str | None, worker: str) -> str:
+    return (
+        "To fix it, run the workers with the submitter's Python or submit from the workers' "
+        "one: in the endpoint's user_config_template.yaml.j2, set the engine's worker_init "
+        "to activate a virtual environment with Python "
+        f"{'.'.join((submitter or '?').split('.')[:2])} and globus-compute-sdk "
+        "(for example `worker_init: source /path/to/venv/bin/activate`), or submit from a "
+        f"virtual environment with Python {'.'.join(worker.split('.')[:2])} and the same "
+        "globus-compute-sdk and dill versions as the workers."
+    )
+
+
+def compare_runtimes(runtime: t.Mapping, worker: t.Mapping) -> tuple[str | None, str | None]:
+    """Compare the submitter's ``user_runtime`` with the worker's details.
+
+    Returns ``(error, warning)``: ``error`` when the two cannot work together (another
+    Python major or minor version: serialized code and pickles are not portable across
+    them), ``warning`` when they differ in a way that may still work (Python micro version,
+    SDK version, Python implementation).  Both ``None`` when nothing differs or the runtime
+    says nothing usable.
+    """
+    sub_py = submitter_python(runtime)
+    sub_sdk = runtime.get("globus_compute_sdk_version")
+    sub_sdk = sub_sdk if isinstance(sub_sdk, str) else None
+    w_py = str(worker.get("python_version") or "")
+    w_sdk = str(worker.get("globus_compute_sdk_version") or "")
+    w_dill = str(worker.get("dill_version") or "")
+    sub_desc = _describe(sub_py, sub_sdk)
+    w_desc = _describe(w_py, w_sdk, w_dill)
+    sub_v = _version_tuple(sub_py) if sub_py else None
+    w_v = _version_tuple(w_py)
+    if sub_v and w_v and sub_v[:2] != w_v[:2]:
+        return (
+            f"{RUNTIME_MISMATCH_CODE}: this task was submitted from {sub_desc}, but the "
+            f"endpoint's workers run {w_desc}.  Functions and arguments serialized under one "
+            "Python minor version cannot be reliably loaded under another, so the task was "
+            "not run.  " + _how_to_fix(sub_py, w_py),
+            None,
+        )
+    differences = []
+    if sub_v and w_v and sub_v != w_v:
+        differences.append(f"Python {sub_py} vs {w_py}")
+    if sub_sdk and w_sdk and sub_sdk != w_sdk:
+        differences.append(f"globus-compute-sdk {sub_sdk} vs {w_sdk}")
+    py = runtime.get("python")
+    impl = py.get("implementation") if isinstance(py, dict) else None
+    import platform
+
+    if isinstance(impl, str) and impl and impl != platform.python_implementation():
+        differences.append(f"{impl} vs {platform.python_implementation()}")
+    if differences:
+        return None, (
+            f"submitter runtime differs from the worker's ({'; '.join(differences)}); the "
+            "task runs, but serialization problems are possible"
+        )
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------
 # Task timeout (GC_TASK_TIMEOUT, ENDPOINT.md §6.7 step 6)
 # ---------------------------------------------------------------------------------------
 
@@ -246,6 +362,7 @@ class Outcome(t.NamedTuple):
     user_message: str | None
     exec_start: int
     exec_end: int
+    warning: str | None = None
 
 
 class TaskRunner:
@@ -275,27 +392,98 @@ class TaskRunner:
         self._internal = _internal_error_classes()
         self._functions: collections.OrderedDict[bytes, t.Callable] = collections.OrderedDict()
         self._cache_size = max(0, cache_size)
+        self._runtime_checks: dict[str, tuple[str | None, str | None]] = {}
+        self._details: dict | None = None
+        self._last_failure_was_deserialization = False
 
-    @staticmethod
-    def details() -> dict:
+    def details(self) -> dict:
         """The worker environment, as upstream reports it in ``Result.details``."""
-        from globus_compute_sdk.sdk.utils import get_env_details
+        if self._details is None:
+            from globus_compute_sdk.sdk.utils import get_env_details
 
-        return get_env_details()
+            self._details = get_env_details()
+        return dict(self._details)
 
-    def run(self, task_id: str, task_buffer: str, result_serializers: t.Sequence[str]) -> Outcome:
-        """Run one task; never raises for anything the task or its payload does."""
+    def run(
+        self,
+        task_id: str,
+        task_buffer: str,
+        result_serializers: t.Sequence[str],
+        environment: t.Mapping[str, str] | None = None,
+        user_runtime: t.Mapping | None = None,
+    ) -> Outcome:
+        """Run one task with ``environment`` set; never raises for anything the task or its
+        payload does.  With the submitter's ``user_runtime``, an incompatible runtime fails
+        the task before anything is deserialized, and a different but compatible one runs
+        with a warning."""
+        warning = None
+        if user_runtime:
+            error, warning = self.check_runtime(user_runtime)
+            if error is not None:
+                now = time.time_ns()
+                return Outcome(
+                    "failure",
+                    error,
+                    RUNTIME_MISMATCH_CODE,
+                    RUNTIME_MISMATCH_MESSAGE,
+                    now,
+                    now,
+                )
+        saved = {name: os.environ.get(name) for name in environment or {}}
+        os.environ.update(environment or {})
+        try:
+            out = self._run(task_id, task_buffer, result_serializers)
+            if warning is not None:
+                out = out._replace(warning=warning)
+            if out.outcome == "failure" and user_runtime and warning is not None:
+                out = self._explain_failure(out, user_runtime)
+            return out
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def check_runtime(self, user_runtime: t.Mapping) -> tuple[str | None, str | None]:
+        """:func:`compare_runtimes` against this worker, cached per distinct runtime."""
+        key = json.dumps(user_runtime, sort_keys=True, default=str)
+        found = self._runtime_checks.get(key)
+        if found is None:
+            found = compare_runtimes(user_runtime, self.details())
+            if len(self._runtime_checks) >= 64:
+                self._runtime_checks.clear()
+            self._runtime_checks[key] = found
+        return found
+
+    def _explain_failure(self, out: Outcome, user_runtime: t.Mapping) -> Outcome:
+        """A failure to deserialize under a different runtime: say so, naming both."""
+        if not self._last_failure_was_deserialization:
+            return out
+        details = self.details()
+        text = (
+            f"{out.data.rstrip()}\n\nThe payload could not be deserialized, and it was "
+            f"submitted from {_describe(submitter_python(user_runtime), user_runtime.get('globus_compute_sdk_version'))}"
+            f" while the workers run {_describe(details.get('python_version'), details.get('globus_compute_sdk_version'), details.get('dill_version'))}"
+            ": a serializer or dill version mismatch is the likely cause.  "
+            + _how_to_fix(submitter_python(user_runtime), str(details.get("python_version") or ""))
+            + "\n"
+        )
+        return out._replace(data=text)
+
+    def _run(self, task_id: str, task_buffer: str, result_serializers: t.Sequence[str]) -> Outcome:
         exec_start = time.time_ns()
         try:
             self._prepare_directory(task_id)
         except Exception as e:
             text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
             return Outcome("system_failure", text, None, None, exec_start, time.time_ns())
+        self._last_failure_was_deserialization = False
         try:
             data = self._execute(task_buffer, result_serializers)
         except Exception as e:
             code, message = error_details(e, self._internal)
-            # Caught two frames above the user function (``run`` -> ``_execute`` -> f).
+            # Caught two frames above the user function (``_run`` -> ``_execute`` -> f).
             text = error_text(e, self._internal, levels=3)
             return Outcome("failure", text, code, message, exec_start, time.time_ns())
         return Outcome("success", data, None, None, exec_start, time.time_ns())
@@ -312,7 +500,9 @@ class TaskRunner:
 
     def _execute(self, task_buffer: str, result_serializers: t.Sequence[str]) -> str:
         # Keep the user function called directly from here: ``run`` depends on the depth.
+        self._last_failure_was_deserialization = True
         f, args, kwargs = self._deserialize(task_buffer)
+        self._last_failure_was_deserialization = False
         seconds = _task_timeout()
         if seconds > 0.0:
             f = _with_timeout(f, seconds)
@@ -376,6 +566,24 @@ def _str_list(header: dict, key: str) -> list[str]:
     return value
 
 
+def _environment(header: dict) -> dict[str, str]:
+    value = header.get("environment") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ProtocolError("'environment' must map variable names to strings")
+    return value
+
+
+def _user_runtime(header: dict) -> dict | None:
+    value = header.get("user_runtime")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("'user_runtime' must be a JSON object")
+    return value
+
+
 def _init(header: dict) -> TaskRunner:
     if header.get("type") != "init":
         raise ProtocolError(f"expected an init frame, got {header.get('type')!r}")
@@ -431,18 +639,27 @@ def serve(in_fd: int, out_fd: int) -> int:
             task_buffer = blob.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ProtocolError(f"task_buffer is not UTF-8: {e}") from e
-        out = runner.run(task_id, task_buffer, _str_list(header, "result_serializers"))
+        out = runner.run(
+            task_id,
+            task_buffer,
+            _str_list(header, "result_serializers"),
+            _environment(header),
+            _user_runtime(header),
+        )
+        reply = {
+            "type": "result",
+            "task_id": task_id,
+            "outcome": out.outcome,
+            "code": out.code,
+            "user_message": out.user_message,
+            "exec_start": out.exec_start,
+            "exec_end": out.exec_end,
+        }
+        if out.warning is not None:
+            reply["warning"] = out.warning
         write_frame(
             out_fd,
-            {
-                "type": "result",
-                "task_id": task_id,
-                "outcome": out.outcome,
-                "code": out.code,
-                "user_message": out.user_message,
-                "exec_start": out.exec_start,
-                "exec_end": out.exec_end,
-            },
+            reply,
             # Lone surrogates (from a user's exception message, say) cannot travel as UTF-8.
             out.data.encode("utf-8", "backslashreplace"),
         )

@@ -313,3 +313,103 @@ def test_process_survives_unencodable_error_text(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# The submitter's runtime (docs/troubleshooting.md, issue #10)
+# ---------------------------------------------------------------------------------------
+
+
+def _runtime(version: str, sdk: str = "4.19.0") -> dict:
+    """A ``user_runtime`` as the SDK's ``create_user_runtime()`` builds it, with the Python
+    version replaced (only one Python is installed here)."""
+    import dataclasses
+
+    from globus_compute_sdk.sdk.batch import create_user_runtime
+
+    rt = dataclasses.asdict(create_user_runtime())
+    rt = __import__("json").loads(__import__("json").dumps(rt))
+    parts = [int(p) for p in version.split(".")]
+    rt["python"]["version"] = version
+    rt["python"]["version_tuple"] = parts
+    rt["python"]["version_info"] = parts + ["final", 0]
+    rt["python_version"] = f"{version} (main) [GCC]"
+    rt["globus_compute_sdk_version"] = sdk
+    return rt
+
+
+def _here() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def test_other_python_minor_fails_before_deserializing(runner):
+    major, minor, _ = (int(p) for p in _here().split("."))
+    other = f"{major}.{minor + 1}.0"
+    # A payload that would crash the deserializer shows that nothing was deserialized.
+    out = runner.run(str(uuid.uuid4()), "garbage", (), None, _runtime(other))
+    assert out.outcome == "failure"
+    assert out.code == "EnvironmentMismatch"
+    assert f"submitted from Python {other}" in out.data
+    assert f"workers run Python {_here()}" in out.data
+    assert "worker_init" in out.data and "virtual environment" in out.data
+    # The worker keeps serving tasks.
+    ok = runner.run(str(uuid.uuid4()), payload(NS["add"], 1, 2), (), None, _runtime(_here()))
+    assert ok.outcome == "success" and ok.warning is None
+    assert SERDE.deserialize(ok.data) == 3
+
+
+def test_compatible_difference_runs_with_a_warning(runner):
+    major, minor, micro = (int(p) for p in _here().split("."))
+    other = f"{major}.{minor}.{micro + 1}"
+    out = runner.run(
+        str(uuid.uuid4()), payload(NS["add"], 2, 3), (), None, _runtime(other, sdk="4.18.0")
+    )
+    assert out.outcome == "success"
+    assert SERDE.deserialize(out.data) == 5
+    assert f"Python {other} vs {_here()}" in out.warning
+    assert "globus-compute-sdk 4.18.0 vs 4.19.0" in out.warning
+
+
+def test_undeserializable_payload_under_a_different_runtime_names_both(runner):
+    major, minor, micro = (int(p) for p in _here().split("."))
+    rt = _runtime(f"{major}.{minor}.{micro + 1}", sdk="9.0.0")
+    # A serializer identifier this SDK does not know, as a newer SDK might send.
+    buf = "11\n99\nxxxxxxxx\n" + SERDE.pack_buffers([SERDE.serialize(()), SERDE.serialize({})])
+    out = runner.run(str(uuid.uuid4()), buf, (), None, rt)
+    assert out.outcome == "failure"
+    assert "could not be deserialized" in out.data
+    assert "globus-compute-sdk 9.0.0" in out.data and "dill " in out.data
+
+
+def test_process_reports_the_mismatch_and_the_warning(tmp_path):
+    major, minor, micro = (int(p) for p in _here().split("."))
+    p = spawn()
+    try:
+        p.stdin.write(frame({"type": "init", "protocol": 1, "run_dir": str(tmp_path)}))
+        p.stdin.flush()
+        assert read(p.stdout)[0]["type"] == "ready"
+        for version, expect in (
+            (f"{major}.{minor + 1}.0", "failure"),
+            (f"{major}.{minor}.{micro + 1}", "success"),
+        ):
+            task = {
+                "type": "task",
+                "task_id": str(uuid.uuid4()),
+                "result_serializers": [],
+                "user_runtime": _runtime(version),
+            }
+            p.stdin.write(frame(task, payload(NS["add"], 1, 1).encode()))
+            p.stdin.flush()
+            hdr, blob = read(p.stdout)
+            assert hdr["outcome"] == expect, blob
+            if expect == "failure":
+                assert hdr["code"] == "EnvironmentMismatch" and "warning" not in hdr
+            else:
+                assert f"Python {version}" in hdr["warning"]
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+        p.wait()
