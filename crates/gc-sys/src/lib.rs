@@ -216,6 +216,24 @@ mod raw {
         check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0) })
     }
 
+    pub(super) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+        // SAFETY: integer arguments only.
+        check(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) })
+    }
+
+    pub(super) fn getppid() -> libc::c_long {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) }
+    }
+
+    pub(super) fn kill_self(sig: i32) {
+        // SAFETY: getpid and kill take integers only; the signal goes to this process.
+        unsafe {
+            let me = libc::syscall(libc::SYS_getpid);
+            libc::syscall(libc::SYS_kill, me, sig);
+        }
+    }
+
     pub(super) fn cloexec_from(first: u32) -> io::Result<()> {
         // SAFETY: integer arguments only; CLOSE_RANGE_CLOEXEC marks, it closes nothing, so
         // descriptors owned by the standard library's spawn code stay valid.
@@ -346,6 +364,45 @@ pub fn cloexec_above_stdio_before_exec(cmd: &mut std::process::Command) {
     // integers (async-signal-safe, no allocation).
     unsafe {
         cmd.pre_exec(|| raw::cloexec_from(3));
+    }
+}
+
+/// Makes `cmd`'s child receive signal `sig` (e.g. `libc::SIGKILL`) when the thread that
+/// spawned it exits (`prctl(PR_SET_PDEATHSIG)` in a `pre_exec` hook), so a child cannot outlive
+/// a parent that died without cleaning up.
+///
+/// The race where the parent dies between `fork` and the `prctl` is closed: the hook then sees
+/// a parent id different from this process's id (taken when this function is called), sends
+/// itself `sig` and, should `sig` be blocked or ignored, fails the exec with `ESRCH`.
+///
+/// Caveats, both from the kernel:
+/// * the signal follows the spawning **thread**, not the process: spawn from a thread that
+///   lives as long as the child should (not from a short-lived blocking-pool thread);
+/// * a change of the effective uid/gid clears the setting, so register this hook **after**
+///   [`drop_before_exec`] (hooks run in the order they were added). Exec of a set-user-id
+///   program clears it as well.
+pub fn parent_death_signal_before_exec(cmd: &mut std::process::Command, sig: i32) {
+    let parent = libc::c_long::from(std::process::id().cast_signed());
+    parent_death_signal_for(cmd, sig, parent);
+}
+
+/// [`parent_death_signal_before_exec`] with the expected parent id given (tests use a wrong
+/// one to take the "parent already gone" branch).
+fn parent_death_signal_for(cmd: &mut std::process::Command, sig: i32, parent: libc::c_long) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        raw::set_parent_death_signal(sig)?;
+        if raw::getppid() != parent {
+            raw::kill_self(sig);
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec and makes only raw system calls
+    // on integers (async-signal-safe, no allocation); the error it may return is built from
+    // an errno without allocating.
+    unsafe {
+        cmd.pre_exec(hook);
     }
 }
 
@@ -588,6 +645,93 @@ mod tests {
         // SAFETY: fcntl(F_SETFD) on a descriptor this test owns; integer arguments only.
         let r = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         assert_eq!(r, 0);
+    }
+
+    /// The middle process of `parent_death_signal_kills_the_orphan`: run by re-executing this
+    /// test binary with `GC_SYS_PDEATH_MIDDLE` set; starts a grandchild with the parent-death
+    /// signal, prints its pid, and waits to be killed. A no-op in a normal test run.
+    #[test]
+    fn pdeath_middle() {
+        use std::io::Write;
+        if std::env::var_os("GC_SYS_PDEATH_MIDDLE").is_none() {
+            return;
+        }
+        let mut cmd = Command::new("/bin/sleep");
+        cmd.arg("60");
+        parent_death_signal_before_exec(&mut cmd, libc::SIGKILL);
+        let child = cmd.spawn().unwrap();
+        let mut out = std::io::stdout();
+        writeln!(out, "GRANDCHILD={}", child.id()).unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
+    /// Whether `pid` is gone or a zombie (dead, not yet reaped by its new parent).
+    fn dead(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        }
+    }
+
+    #[test]
+    fn parent_death_signal_kills_the_orphan() {
+        use std::io::{BufRead, BufReader};
+        let exe = std::env::current_exe().unwrap();
+        let mut middle = Command::new(exe)
+            .args([
+                "--exact",
+                "tests::pdeath_middle",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("GC_SYS_PDEATH_MIDDLE", "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = middle.stdout.take().unwrap();
+        let grandchild: u32 = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                // libtest prints "test … ... " on the same line first.
+                l.split_once("GRANDCHILD=")
+                    .map(|(_, p)| p.trim().parse().unwrap())
+            })
+            .expect("the middle process reports its child");
+        assert!(
+            !dead(grandchild),
+            "the grandchild runs while its parent lives"
+        );
+        middle.kill().unwrap();
+        middle.wait().unwrap();
+        // The kernel delivers SIGKILL at the parent's exit; allow for a loaded machine.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !dead(grandchild) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            dead(grandchild),
+            "grandchild {grandchild} outlived its parent"
+        );
+    }
+
+    #[test]
+    fn parent_death_signal_refuses_to_exec_when_the_parent_already_changed() {
+        // A parent id that is not ours stands for "the parent died before the prctl": the child
+        // signals itself and never runs the program.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "exit 0"]);
+        parent_death_signal_for(&mut cmd, libc::SIGTERM, libc::c_long::MAX);
+        match cmd.status() {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESRCH), "{e}"),
+            Ok(st) => {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(st.signal(), Some(libc::SIGTERM), "{st:?}");
+            }
+        }
     }
 
     #[test]
