@@ -11,6 +11,7 @@
 //! * [`drop_now`] does the identity switch in the calling (single-threaded) process, for the PAM
 //!   path where the switch happens inside an open PAM session.
 //! * [`pam`] — a small safe wrapper over libpam (`pam_start` … `pam_end`).
+//! * [`credfd`] — the Fernet-encrypted credential memfd a user endpoint reads at descriptor 3.
 //!
 //! ```no_run
 //! use gc_sys::{Gid, Identity, Uid};
@@ -24,6 +25,7 @@
 //! Every `unsafe` block sits in a small function whose safe signature makes misuse impossible,
 //! with a `// SAFETY:` comment (enforced by `clippy::undocumented_unsafe_blocks`).
 
+pub mod credfd;
 pub mod pam;
 
 use std::io;
@@ -68,6 +70,39 @@ pub enum Step {
     CloseDescriptors,
 }
 
+impl Step {
+    /// The exit status of this step in the uid-change column of upstream's start ladder
+    /// (ENDPOINT §4.5, PROTOCOL-ENDPOINT §5.5): 71 `setresgid` (and the session start done
+    /// first here), 72 `initgroups`/`setgroups`, 73 `setresuid`, 74 capability drop,
+    /// `no_new_privs` and the regain check, 75 `setsid`, 86 the descriptor clean-up.
+    #[must_use]
+    pub const fn ladder_exit_code(self) -> i32 {
+        match self {
+            Step::Setresgid => 71,
+            Step::Setgroups => 72,
+            Step::Setresuid => 73,
+            Step::DropCapabilities | Step::NoNewPrivs | Step::RegainCheck => 74,
+            Step::Setsid => 75,
+            Step::CloseDescriptors => 86,
+        }
+    }
+
+    /// The step's name for diagnostics (a static string: usable between fork and exec).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Step::Setsid => "setsid",
+            Step::Setgroups => "setgroups",
+            Step::Setresgid => "setresgid",
+            Step::Setresuid => "setresuid",
+            Step::DropCapabilities => "drop capabilities",
+            Step::NoNewPrivs => "no_new_privs",
+            Step::RegainCheck => "regain check",
+            Step::CloseDescriptors => "close-on-exec marking",
+        }
+    }
+}
+
 /// A failed step of a privilege drop.
 #[derive(Debug, thiserror::Error)]
 #[error("{step:?} failed: {source}")]
@@ -92,6 +127,11 @@ pub struct DropOptions {
     pub umask: u32,
     /// Mark every descriptor above 2 close-on-exec (only for [`drop_before_exec`]).
     pub cloexec_above_stdio: bool,
+    /// Only for [`drop_before_exec`]: on a failed step, write one line
+    /// `privilege drop failed: <step> (errno <n>)` to descriptor 2 and exit the child with
+    /// [`Step::ladder_exit_code`] instead of failing the spawn with the bare errno, so the
+    /// parent learns which step failed from the exit status.
+    pub exit_on_failure: bool,
 }
 
 impl Default for DropOptions {
@@ -103,6 +143,7 @@ impl Default for DropOptions {
             no_new_privs: true,
             umask: 0o077,
             cloexec_above_stdio: true,
+            exit_on_failure: false,
         }
     }
 }
@@ -216,6 +257,18 @@ mod raw {
         check(unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFD, 0) })
     }
 
+    pub(super) fn write_stderr(bytes: &[u8]) {
+        // SAFETY: the pointer and length describe a live slice; the kernel only reads it. A
+        // failed write is ignored (nothing else can be done before exit).
+        unsafe { libc::syscall(libc::SYS_write, 2, bytes.as_ptr(), bytes.len()) };
+    }
+
+    pub(super) fn exit(status: i32) -> ! {
+        // SAFETY: _exit ends the process at once (no atexit handlers, no unwinding): the
+        // right exit for a forked child that must not run the parent's clean-up.
+        unsafe { libc::_exit(status) }
+    }
+
     pub(super) fn set_parent_death_signal(sig: i32) -> io::Result<()> {
         // SAFETY: integer arguments only.
         check(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) })
@@ -287,10 +340,71 @@ pub fn drop_before_exec(cmd: &mut std::process::Command, who: Identity, opts: Dr
     use std::os::unix::process::CommandExt;
     let groups: Vec<u32> = who.groups.iter().map(|g| g.0).collect();
     let (uid, gid) = (who.uid.0, who.gid.0);
-    let hook = move || apply(uid, gid, &groups, opts).map_err(|e| e.source);
+    let hook = move || {
+        apply(uid, gid, &groups, opts).map_err(|e| {
+            if opts.exit_on_failure {
+                report_and_exit(&e);
+            }
+            e.source
+        })
+    };
     // SAFETY: the hook runs in the forked child before exec. It calls only raw system calls
     // (async-signal-safe; the child has a single thread, so per-thread credentials are the
     // process's), reads the group list allocated before the fork, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Writes `privilege drop failed: <step> (errno <n>)` to descriptor 2 with a stack buffer
+/// only, then exits with the step's ladder status (for the `pre_exec` hook).
+fn report_and_exit(e: &DropError) -> ! {
+    let mut line = [0u8; 96];
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        for &b in bytes {
+            if len < line.len() {
+                line[len] = b;
+                len += 1;
+            }
+        }
+    };
+    push(b"privilege drop failed: ");
+    push(e.step.name().as_bytes());
+    push(b" (errno ");
+    let mut digits = [0u8; 12];
+    let mut n = e.source.raw_os_error().unwrap_or(0).unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    push(&digits[i..]);
+    push(b")\n");
+    raw::write_stderr(&line[..len]);
+    raw::exit(e.step.ladder_exit_code())
+}
+
+/// Keeps exactly descriptors 0–2 and `keep` open across the exec of `cmd` (a `pre_exec`
+/// hook): everything else above 2 is marked close-on-exec, the descriptors in `keep` are
+/// cleared of it. Register it **last** (after [`place_fd_before_exec`] and any drop), as the
+/// final descriptor clean-up before exec (ENDPOINT §4.5 rung 18).
+pub fn keep_only_fds_before_exec(cmd: &mut std::process::Command, keep: &[i32]) {
+    use std::os::unix::process::CommandExt;
+    let keep: Vec<i32> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    let hook = move || {
+        raw::cloexec_from(3)?;
+        for &fd in &keep {
+            raw::clear_cloexec(fd)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec, makes only raw system calls on
+    // integers (async-signal-safe) and reads a list allocated before the fork.
     unsafe {
         cmd.pre_exec(hook);
     }
@@ -303,6 +417,7 @@ pub fn drop_now(who: &Identity, opts: DropOptions) -> Result<(), DropError> {
     let groups: Vec<u32> = who.groups.iter().map(|g| g.0).collect();
     let opts = DropOptions {
         cloexec_above_stdio: false,
+        exit_on_failure: false,
         ..opts
     };
     apply(who.uid.0, who.gid.0, &groups, opts)
@@ -382,7 +497,7 @@ pub fn cloexec_above_stdio_before_exec(cmd: &mut std::process::Command) {
 ///   [`drop_before_exec`] (hooks run in the order they were added). Exec of a set-user-id
 ///   program clears it as well.
 pub fn parent_death_signal_before_exec(cmd: &mut std::process::Command, sig: i32) {
-    let parent = libc::c_long::from(std::process::id().cast_signed());
+    let parent = libc::c_long::from(std::process::id());
     parent_death_signal_for(cmd, sig, parent);
 }
 
@@ -659,11 +774,13 @@ mod tests {
         let mut cmd = Command::new("/bin/sleep");
         cmd.arg("60");
         parent_death_signal_before_exec(&mut cmd, libc::SIGKILL);
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         let mut out = std::io::stdout();
         writeln!(out, "GRANDCHILD={}", child.id()).unwrap();
         out.flush().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Whether `pid` is gone or a zombie (dead, not yet reaped by its new parent).
@@ -753,5 +870,73 @@ mod tests {
             DropOptions::default(),
         );
         assert!(cmd.status().is_err());
+
+        // With exit_on_failure the child says which step failed and exits with its rung.
+        let mut cmd = Command::new("/bin/true");
+        cmd.stderr(std::process::Stdio::piped());
+        drop_before_exec(
+            &mut cmd,
+            Identity {
+                uid: Uid(u32::MAX),
+                gid: Gid(u32::MAX),
+                groups: vec![],
+            },
+            DropOptions {
+                exit_on_failure: true,
+                ..DropOptions::default()
+            },
+        );
+        let out = cmd.output().expect("the spawn itself succeeds");
+        assert_eq!(out.status.code(), Some(74), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "privilege drop failed: regain check (errno {})\n",
+                libc::EPERM
+            )
+        );
+    }
+
+    #[test]
+    fn ladder_exit_codes_follow_the_uid_change_column() {
+        let codes: Vec<i32> = [
+            Step::Setresgid,
+            Step::Setgroups,
+            Step::Setresuid,
+            Step::DropCapabilities,
+            Step::NoNewPrivs,
+            Step::RegainCheck,
+            Step::Setsid,
+            Step::CloseDescriptors,
+        ]
+        .iter()
+        .map(|s| s.ladder_exit_code())
+        .collect();
+        assert_eq!(codes, [71, 72, 73, 74, 74, 74, 75, 86]);
+    }
+
+    #[test]
+    fn keep_only_fds_leaves_exactly_the_listed_descriptors() {
+        // Two inherited descriptors without close-on-exec at 5 and 6 (e.g. a pipe someone
+        // opened without O_CLOEXEC); keep 5, drop 6.
+        let a = std::fs::File::open("/dev/null").unwrap();
+        let b = std::fs::File::open("/dev/null").unwrap();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "ls /proc/self/fd"]);
+        let (fa, fb) = (
+            std::os::fd::AsRawFd::as_raw_fd(&a),
+            std::os::fd::AsRawFd::as_raw_fd(&b),
+        );
+        clear_cloexec(fa);
+        clear_cloexec(fb);
+        keep_only_fds_before_exec(&mut cmd, &[fa, 1]);
+        let out = cmd.output().unwrap();
+        let listed: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(listed.contains(&fa), "{listed:?}");
+        assert!(!listed.contains(&fb), "{listed:?}");
+        drop((a, b));
     }
 }
