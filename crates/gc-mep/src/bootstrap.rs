@@ -16,7 +16,10 @@
 //! Then, as the user: render the template with the user's options ([`crate::uep::prepare_with`]),
 //! create the UEP directory and log, and exec `globus-compute-endpoint _start-user-endpoint
 //! <name> …` with the UEP stdin document (PROTOCOL-ENDPOINT §5.4) on a pipe and the log as
-//! stdout and stderr.
+//! stdout and stderr. Descriptors at exec: 0–2, the read-only credential memfd at 3 (placed
+//! by the MEP, passed through), the audit pipe at 4 (HA only); everything else is closed.
+//! Neither this program's document nor the UEP's stdin carries the broker credentials: they
+//! exist only Fernet-encrypted in the memfd, and the document carries the key.
 //!
 //! Failures: the bootstrap's stderr is a pipe read by the MEP. Diagnostic lines go there, and
 //! a failure ends with one line `[exit code: <N>; (<Type>) <message>]` and exit status `<N>`
@@ -51,8 +54,9 @@ pub struct Document {
     pub user_opts: Map<String, Value>,
     /// `kwargs.user_runtime`.
     pub user_runtime: Map<String, Value>,
-    /// `kwargs.amqp_creds`.
-    pub amqp_creds: Map<String, Value>,
+    /// `enckey` of the credential memfd the MEP placed at descriptor 3 (the credentials
+    /// themselves are never in this document).
+    pub enckey: String,
     /// The MEP's `config.yaml` text (for `_GC.parent_config`; the file may be root-only).
     pub config_yaml: String,
     /// Where that text came from (for error messages).
@@ -148,12 +152,7 @@ fn pam_switch(service: &str, user: &LocalUser) -> Result<(), PrepareError> {
     };
     gc_sys::drop_now(&identity(user), opts).map_err(|e| {
         eprintln!("Unable to change to user {}: {e}", user.name);
-        denied(match e.step {
-            gc_sys::Step::Setsid | gc_sys::Step::Setresgid => 71,
-            gc_sys::Step::Setgroups => 72,
-            gc_sys::Step::Setresuid => 73,
-            _ => 74,
-        })
+        denied(e.step.ladder_exit_code())
     })?;
     let closing = session
         .establish_credentials()
@@ -209,6 +208,7 @@ fn bootstrap(doc: &Document) -> Result<std::convert::Infallible, PrepareError> {
         program_dir: program_dir.as_deref(),
         uid_change: true,
         audit_fd: doc.audit_fd,
+        credential_key: Some(&doc.enckey),
     };
     let start = StartEndpoint {
         globus_username: Value::Null,
@@ -218,7 +218,7 @@ fn bootstrap(doc: &Document) -> Result<std::convert::Infallible, PrepareError> {
         name: doc.name.clone(),
         user_opts: doc.user_opts.clone(),
         user_runtime: doc.user_runtime.clone(),
-        amqp_creds: doc.amqp_creds.clone(),
+        amqp_creds: Map::new(),
     };
     let prepared = uep::prepare_with(
         &ctx,
@@ -246,13 +246,21 @@ fn exec_uep(
     let log2 = log
         .try_clone()
         .map_err(|e| fail(ctx.rung(80), "OSError", e.to_string()))?;
-    let (read, write) =
-        nix::unistd::pipe().map_err(|e| fail(ctx.rung(77), "OSError", e.to_string()))?;
+    // Close-on-exec: only the copy at descriptor 0 may reach the UEP.
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| fail(ctx.rung(77), "OSError", e.to_string()))?;
     // The document fits the pipe (checked by prepare_with), so this cannot block.
     std::fs::File::from(write)
         .write_all(&prepared.stdin)
         .map_err(|e| fail(ctx.rung(81), "OSError", e.to_string()))?;
-    let err = std::process::Command::new(&doc.program)
+    let mut cmd = std::process::Command::new(&doc.program);
+    // Rung 18: exactly 0–2, the credential memfd at 3 and the audit pipe at 4 (when on)
+    // reach the UEP; whatever else this process or a PAM module left open does not.
+    let keep: Vec<i32> = std::iter::once(uep::CREDENTIAL_FD)
+        .chain(doc.audit_fd)
+        .collect();
+    gc_sys::keep_only_fds_before_exec(&mut cmd, &keep);
+    let err = cmd
         .arg0("globus-compute-endpoint")
         .args(&prepared.args)
         .env_clear()

@@ -35,9 +35,10 @@
 //! [`start`] / [`start_blocking`] do the whole `start` sequence (config, PID file, register,
 //! run until a signal or the PID file's removal) and return the exit status.
 //!
-//! Not yet done: the encrypted credential memfd of 4.19 (`mem_fd`/`enckey`; the UEP gets the
-//! credentials inline in `amqp_creds` instead, so credentials of a running UEP are not
-//! rotated), detaching and the console banner. The HA audit log is in [`audit`].
+//! A UEP's broker credentials reach it only through the Fernet-encrypted credential memfd at
+//! descriptor 3 (`mem_fd`/`enckey` in the stdin document, never `amqp_creds`;
+//! [`gc_sys::credfd`]); a repeated start command for a running UEP rewrites it. Not yet done:
+//! detaching and the console banner. The HA audit log is in [`audit`].
 //!
 //! A privileged MEP with `identity_mapping_config_path` ([`MepOptions::identity_mapping`])
 //! maps each start command's identity set to a local account and starts the UEP through the

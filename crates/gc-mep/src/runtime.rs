@@ -160,6 +160,25 @@ struct Child {
     describe: String,
     /// A repeated start command seen while this child ran (§4.3), for the revive rule.
     cached: Option<(Instant, StartEndpoint)>,
+    /// The writable side of its credential memfd (rewritten on a repeated start command).
+    credentials: gc_sys::credfd::CredentialFd,
+}
+
+/// A fresh credential memfd holding `amqp_creds` (ENDPOINT §4.5 step 5), and the read-only
+/// handle for the child's descriptor 3.
+fn credential_memfd(
+    amqp_creds: &Map<String, Value>,
+) -> Result<(gc_sys::credfd::CredentialFd, std::os::fd::OwnedFd), uep::PrepareError> {
+    let made = gc_sys::credfd::CredentialFd::create().and_then(|c| {
+        c.write(&uep::credential_plaintext(amqp_creds))?;
+        let reader = c.reader()?;
+        Ok((c, reader))
+    });
+    made.map_err(|e| uep::PrepareError {
+        code: 70,
+        kind: "OSError".into(),
+        message: e.to_string(),
+    })
 }
 
 /// `heartbeat_period` as the JSON number upstream sends (int, or float from the clamp).
@@ -463,10 +482,21 @@ impl Mep {
         use std::os::unix::fs::OpenOptionsExt;
         if let Some((pid, child)) = self.children.iter_mut().find(|(_, c)| c.name == start.name) {
             tracing::info!(
-                "User endpoint {} is already running (pid: {pid}); caching arguments in case \
-                 it's about to shut down",
+                "User endpoint {} is already running (pid: {pid}); updating credentials then \
+                 caching arguments in case it's about to shut down",
                 start.name
             );
+            // The UEP reads the new credentials at its next reconnect (PE §5.4).
+            match child
+                .credentials
+                .write(&uep::credential_plaintext(&start.amqp_creds))
+            {
+                Ok(()) => child.amqp_creds = start.amqp_creds.clone(),
+                Err(e) => tracing::error!(
+                    "Unable to update the credentials of user endpoint {} (pid: {pid}): {e}",
+                    start.name
+                ),
+            }
             child.cached = Some((Instant::now(), start));
             let event = MepEvent::Duplicate {
                 pid: *pid,
@@ -488,6 +518,7 @@ impl Mep {
             privileged: self.privileged,
             program_dir: self.opts.child_program.parent(),
             audit_fd: self.audit.is_some().then_some(crate::audit::UEP_AUDIT_FD),
+            credential_key: None,
         };
         let user = command::display(&start.globus_username);
         let fail = |e: uep::PrepareError| {
@@ -498,6 +529,15 @@ impl Mep {
                 name: start.name.clone(),
                 text,
             });
+        };
+        let (credentials, cred_reader) = match credential_memfd(&start.amqp_creds) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let key = credentials.key().to_text();
+        let ctx = Context {
+            credential_key: Some(&key),
+            ..ctx
         };
         let prepared = match uep::prepare(&ctx, &start) {
             Ok(p) => p,
@@ -539,8 +579,10 @@ impl Mep {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .process_group(0);
-        // Only 0–2 (and the audit pipe at 4, placed after this) reach the UEP (PE §5.3).
+        // Only 0–2, the credential memfd at 3 and the audit pipe at 4 (both placed after this)
+        // reach the UEP (PE §5.3).
         gc_sys::cloexec_above_stdio_before_exec(cmd.as_std_mut());
+        gc_sys::place_fd_before_exec(cmd.as_std_mut(), cred_reader, uep::CREDENTIAL_FD);
         let reader = match self.audit_pipe(cmd.as_std_mut()) {
             Ok(r) => r,
             Err(e) => {
@@ -595,6 +637,7 @@ impl Mep {
                 amqp_creds: start.amqp_creds.clone(),
                 describe,
                 cached: None,
+                credentials,
             },
         );
         self.event(MepEvent::Spawned {
@@ -726,13 +769,17 @@ impl Mep {
                 );
             }
         };
+        let (credentials, cred_reader) = match credential_memfd(&start.amqp_creds) {
+            Ok(c) => c,
+            Err(e) => return start_failed(self, e),
+        };
         let pam = &self.opts.config.pam;
         let document = crate::bootstrap::Document {
             name: start.name.clone(),
             args: start.args.clone(),
             user_opts: start.user_opts.clone(),
             user_runtime: start.user_runtime.clone(),
-            amqp_creds: start.amqp_creds.clone(),
+            enckey: credentials.key().to_text(),
             config_yaml,
             config_source: config_path.display().to_string(),
             sources,
@@ -778,9 +825,19 @@ impl Mep {
                 gid: gc_sys::Gid(user.gid),
                 groups: user.groups.iter().copied().map(gc_sys::Gid).collect(),
             };
-            gc_sys::drop_before_exec(&mut cmd, who, gc_sys::DropOptions::default());
+            // A failed step exits with its ladder status and says which step on stderr.
+            let opts = gc_sys::DropOptions {
+                exit_on_failure: true,
+                ..gc_sys::DropOptions::default()
+            };
+            gc_sys::drop_before_exec(&mut cmd, who, opts);
+        } else {
+            // The PAM bootstrap keeps root until it has opened the session; it still must not
+            // inherit anything of the MEP's but 0–2 and the descriptors placed below.
+            gc_sys::cloexec_above_stdio_before_exec(&mut cmd);
         }
-        // After the drop's hook, which marks every descriptor above 2 close-on-exec.
+        // After the hooks above, which mark every descriptor above 2 close-on-exec.
+        gc_sys::place_fd_before_exec(&mut cmd, cred_reader, uep::CREDENTIAL_FD);
         let reader = match self.audit_pipe(&mut cmd) {
             Ok(r) => r,
             Err(e) => {
@@ -859,6 +916,7 @@ impl Mep {
                 amqp_creds: start.amqp_creds.clone(),
                 describe,
                 cached: None,
+                credentials,
             },
         );
         self.event(MepEvent::Spawned {
@@ -885,11 +943,22 @@ impl Mep {
         let args = &child.describe;
         let code = status.as_ref().ok().and_then(ExitStatus::code);
         // A mapped user's bootstrap failed before the UEP ran: it wrote the failure line.
-        if let Some(line) = bootstrap
+        let failure_line = bootstrap
             .as_deref()
             .filter(|_| code != Some(0))
-            .and_then(crate::bootstrap::decode_failure)
-        {
+            .and_then(|text| {
+                crate::bootstrap::decode_failure(text).or_else(|| {
+                    // The privilege drop between fork and exec failed: the hook wrote the step
+                    // and exited with its ladder status (§4.5).
+                    text.contains("privilege drop failed: ").then(|| {
+                        format!(
+                            "[exit code: {}; (PermissionError) see your system administrator]",
+                            code.unwrap_or(71)
+                        )
+                    })
+                })
+            });
+        if let Some(line) = failure_line {
             let text = format!(
                 "Unable to start user endpoint process for {} {line}",
                 child.user

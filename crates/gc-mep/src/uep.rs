@@ -72,6 +72,19 @@ pub struct Context<'a> {
     /// `audit_fd` of the UEP document: the audit pipe's descriptor number in the UEP (HA with
     /// `audit_log_path` only; ENDPOINT §4.10).
     pub audit_fd: Option<i32>,
+    /// `enckey` of the credential memfd at descriptor 3 ([`CREDENTIAL_FD`]). When set, the
+    /// stdin document carries `mem_fd` and `enckey` and **no** `amqp_creds`: the credentials
+    /// exist only encrypted, in the memfd (PROTOCOL-ENDPOINT §5.4).
+    pub credential_key: Option<&'a str>,
+}
+
+/// The credential memfd's descriptor number in the UEP (`mem_fd`, 3 as upstream).
+pub const CREDENTIAL_FD: i32 = 3;
+
+/// The memfd's plain text: the compact JSON `{"amqp_creds": {...}}`.
+#[must_use]
+pub fn credential_plaintext(amqp_creds: &serde_json::Map<String, Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "amqp_creds": amqp_creds })).unwrap_or_default()
 }
 
 impl Context<'_> {
@@ -370,7 +383,10 @@ pub fn prepare_with(
         log_path.display().to_string(),
     );
     let stdin = UepStdin {
-        amqp_creds: Some(start.amqp_creds.clone()),
+        amqp_creds: ctx
+            .credential_key
+            .is_none()
+            .then(|| start.amqp_creds.clone()),
         config: rendered,
         ep_info: EpInfo {
             posix_ppid: i64::from(ctx.mep_pid),
@@ -378,8 +394,8 @@ pub fn prepare_with(
             globus_matched_identity: globus_id.map(String::from),
             other: Default::default(),
         },
-        mem_fd: None,
-        enckey: None,
+        mem_fd: ctx.credential_key.map(|_| CREDENTIAL_FD),
+        enckey: ctx.credential_key.map(String::from),
         allowed_functions: cfg.base.allowed_functions.clone(),
         audit_fd: ctx.audit_fd,
     }
@@ -463,6 +479,7 @@ mod tests {
                 program_dir: None,
                 audit_fd: None,
                 uid_change: false,
+                credential_key: None,
             },
             s,
         )
@@ -540,6 +557,7 @@ mod tests {
             program_dir: None,
             uid_change,
             audit_fd: None,
+            credential_key: Some("k"),
         };
         assert_eq!((ctx(true).rung(70), ctx(true).rung(73)), (70, 77));
         assert_eq!(ctx(false).rung(79), 79);
@@ -576,6 +594,9 @@ mod tests {
             "engine:\n  type: ThreadPoolEngine\n# someone [4343, 27] gid-1"
         );
         assert_eq!(doc["ep_info"]["globus_matched_identity"], "gid-1");
+        // With a credential memfd the document carries the key, not the credentials.
+        assert_eq!((&doc["mem_fd"], &doc["enckey"]), (&json!(3), &json!("k")));
+        assert!(doc.get("amqp_creds").is_none(), "{doc}");
         assert_eq!(p.env["HOME"], "/");
         assert_eq!(p.env["USER"], "someone");
         assert_eq!(p.env["SITE"], "1");

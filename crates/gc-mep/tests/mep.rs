@@ -122,9 +122,10 @@ fn recorder_script(dir: &Path, records: &Path, hold: &Path) -> PathBuf {
         &script,
         format!(
             "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\nprintf '%s\\n' \"$@\" > \"$d/argv\"\n\
-             env > \"$d/env\"\npwd > \"$d/cwd\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n\
+             env > \"$d/env\"\npwd > \"$d/cwd\"\nls -l /proc/$$/fd > \"$d/fds\"\n\
+             cat <&3 > \"$d/cred\"\ncat > \"$d/stdin\"\ntouch \"$d/done\"\n\
              if grep -q 'max_workers: 9' \"$d/stdin\"; then kill -KILL $$; fi\n\
-             while [ -e '{}' ]; do sleep 0.1; done\n",
+             while [ -e '{}' ]; do sleep 0.1; done\ncat /proc/$$/fd/3 > \"$d/cred2\"\n",
             records.display(),
             hold.display()
         ),
@@ -153,10 +154,22 @@ fn recordings(records: &Path) -> Vec<(Vec<String>, BTreeMap<String, String>, Val
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let stdin = serde_json::from_str(&read("stdin")).unwrap_or(Value::Null);
+        let mut stdin: Value = serde_json::from_str(&read("stdin")).unwrap_or(Value::Null);
+        // The credentials are only in the memfd the script copied from descriptor 3: decrypt
+        // them with the document's key and keep them beside it as "__memfd".
+        if let Some(creds) = memfd_credentials(&stdin, read("cred").as_bytes()) {
+            stdin["__memfd"] = creds;
+        }
         out.push((argv, env, stdin));
     }
     out
+}
+
+/// The decrypted `{"amqp_creds": …}` of a copied credential memfd, with the stdin document's
+/// `enckey`.
+fn memfd_credentials(stdin: &Value, token: &[u8]) -> Option<Value> {
+    let key = gc_sys::credfd::FernetKey::from_text(stdin["enckey"].as_str()?).ok()?;
+    serde_json::from_slice(&key.decrypt(token).ok()?).ok()
 }
 
 /// The next event matching `pred` (others are skipped), failing after [`WAIT`].
@@ -439,9 +452,24 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 2"
     );
     assert_eq!(stdin["ep_info"], json!({"posix_ppid": std::process::id()}));
-    let uep_id = stdin["amqp_creds"]["endpoint_id"].as_str().expect("uep id");
+    // The credentials are not in the stdin pipe: only the key and the memfd's number are.
+    assert!(stdin.get("amqp_creds").is_none(), "{stdin}");
+    assert_eq!(stdin["mem_fd"], 3);
+    assert_eq!(stdin["enckey"].as_str().map(str::len), Some(44));
+    let creds = &stdin["__memfd"]["amqp_creds"];
+    let uep_id = creds["endpoint_id"].as_str().expect("uep id");
     assert!(name.ends_with(uep_id), "{name} / {uep_id}");
-    assert!(stdin["amqp_creds"]["task_queue_info"]["queue"].is_string());
+    assert!(creds["task_queue_info"]["queue"].is_string());
+    assert!(creds["task_queue_info"]["connection_url"].is_string());
+    // Descriptors at exec: 0–2, the read-only memfd at 3, and the shell's own handle on its
+    // script; nothing else of the MEP's.
+    let fds = std::fs::read_dir(&records)
+        .expect("records")
+        .flatten()
+        .find(|e| e.path().join("done").exists())
+        .map(|e| std::fs::read_to_string(e.path().join("fds")).expect("fds"))
+        .expect("a recording");
+    assert_fds(&fds, &[], "record-uep.sh");
     assert!(stdin.get("allowed_functions").is_none());
     let first_spawn = next_event(&mut events, "the first UEP", |e| {
         matches!(e, MepEvent::Spawned { .. })
@@ -512,6 +540,21 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         (recordings(&records).len() == 3).then_some(())
     })
     .await;
+    // The repeated command rewrote the held UEP's memfd (a new token, same key): the script
+    // read it again through /proc after the hold.
+    let held_dir = records.join(pid.to_string());
+    let before = std::fs::read(held_dir.join("cred")).expect("cred");
+    let after = wait_for("the re-read memfd", || async {
+        std::fs::read(held_dir.join("cred2"))
+            .ok()
+            .filter(|b| !b.is_empty())
+    })
+    .await;
+    assert_ne!(before, after, "the memfd was not rewritten");
+    let held_stdin: Value =
+        serde_json::from_slice(&std::fs::read(held_dir.join("stdin")).expect("stdin"))
+            .expect("stdin json");
+    assert!(memfd_credentials(&held_stdin, &after).is_some());
 
     // 5. A template failure (schema violation) becomes a failure notice on the UEP's heartbeat
     //    routing; the service turns it into a 422 for the waiting submit.
@@ -591,6 +634,36 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
     assert_eq!(err.exit_code(), 75, "{err}");
 }
 
+/// Checks an `ls -l /proc/PID/fd` listing: 0–2, the credential memfd at 3, the `extra`
+/// descriptors, and otherwise only the shell's handle on `script` or its saved stdout.
+fn assert_fds(listing: &str, extra: &[i32], script: &str) {
+    let mut numbers = Vec::new();
+    for line in listing.lines() {
+        let Some((left, target)) = line.split_once(" -> ") else {
+            continue;
+        };
+        let n: i32 = left
+            .rsplit(' ')
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("fd number");
+        if n == 3 {
+            assert!(target.starts_with("/memfd:dyn"), "{listing}");
+        } else if n > 2 && !extra.contains(&n) {
+            assert!(
+                target.ends_with(script)
+                    || target.ends_with("/endpoint.log")
+                    || target == "/dev/null",
+                "{listing}"
+            );
+        }
+        numbers.push(n);
+    }
+    for n in [0, 1, 2, 3].iter().chain(extra) {
+        assert!(numbers.contains(n), "{n} missing: {listing}");
+    }
+}
+
 /// `start` refuses while another instance holds a fresh PID file (exit 73) and on a broken
 /// `config.yaml` (exit 1), before contacting any service.
 #[tokio::test]
@@ -624,8 +697,10 @@ async fn ha_mep_audit_log_gets_begin_uep_records_and_end() {
     ha_audit(false).await;
 }
 
-/// The same through a privileged MEP with identity mapping: the "bootstrap" runs as a fresh
-/// local user after the privilege drop, and still finds the pipe at 4 (root only).
+/// The same through a privileged MEP with identity mapping and the real bootstrap program
+/// (`globus-compute-endpoint _bootstrap-user-endpoint`, run as a fresh local user after the
+/// privilege drop): the "UEP" it execs finds the memfd at 3 and the pipe at 4 and nothing
+/// else, and its records carry the user's uid (root only; needs `cargo build -p gc-endpoint`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_mapped_user_audit_log_gets_the_users_uid() {
     if !nix::unistd::geteuid().is_root() {
@@ -633,6 +708,17 @@ async fn ha_mapped_user_audit_log_gets_the_users_uid() {
         return;
     }
     ha_audit(true).await;
+}
+
+/// The `globus-compute-endpoint` binary next to this test's `deps` directory.
+fn endpoint_binary() -> PathBuf {
+    let bin = service_binary().with_file_name("globus-compute-endpoint");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p gc-endpoint` first",
+        bin.display()
+    );
+    bin
 }
 
 /// A local user, removed on drop.
@@ -684,10 +770,26 @@ async fn ha_audit(mapped: bool) {
     std::fs::create_dir(&records).expect("records");
     std::fs::set_permissions(&records, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let script = tmp.path().join("audit-uep.sh");
+    // Mapped: the MEP execs this script as the bootstrap (after the privilege drop), which
+    // hands over to the real `globus-compute-endpoint _bootstrap-user-endpoint`; that execs
+    // the script again as the "UEP", with the real descriptor set-up at exec.
+    let bootstrap = match &account {
+        Some(_) => {
+            // The mapped user cannot reach the build directory under /root: a copy.
+            let bin = tmp.path().join("globus-compute-endpoint");
+            std::fs::copy(endpoint_binary(), &bin).expect("copy the endpoint binary");
+            format!(
+                "case \"$1\" in _bootstrap-user-endpoint) exec '{}' \"$@\";; esac\n",
+                bin.display()
+            )
+        }
+        None => String::new(),
+    };
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nd='{}'/$$\nmkdir -p \"$d\"\ncat > \"$d/stdin\"\nls -l /proc/$$/fd > \"$d/fds\"\n\
+            "#!/bin/sh\n{bootstrap}d='{}'/$$\nmkdir -p \"$d\"\ncat > \"$d/stdin\"\n\
+             ls -l /proc/$$/fd > \"$d/fds\"\ncat <&3 > \"$d/cred\"\n\
              printf 'fid=f1 tid=t1 bid= RECEIVED' >&4\n\
              printf 'fid=f1 tid=t1 bid= EXEC_END\\nuid=0 forged\\r' >&4\n\
              echo $$ > \"$d/pid\"\ntouch \"$d/done\"\n",
@@ -696,6 +798,17 @@ async fn ha_audit(mapped: bool) {
     )
     .expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    if account.is_some() {
+        // The user has no home: its UEP directories go under the test's directory.
+        let dirs = tmp.path().join("uep-dirs");
+        std::fs::create_dir(&dirs).expect("uep dirs");
+        std::fs::set_permissions(&dirs, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::write(
+            ep_dir.join("user_environment.yaml"),
+            format!("GLOBUS_COMPUTE_USER_DIR: {}\n", dirs.display()),
+        )
+        .expect("user env");
+    }
     let audit_path = tmp.path().join("audit.log");
 
     let plain = gc_config::CoreEndpointConfig::from_file(
@@ -778,37 +891,36 @@ async fn ha_audit(mapped: bool) {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("recorded file");
     let stdin: Value = serde_json::from_str(&read("stdin")).expect("stdin JSON");
     assert_eq!(stdin["audit_fd"], 4, "{stdin}");
-    let uep_id = stdin["amqp_creds"]["endpoint_id"]
+    // The UEP's stdin document: no credentials, only the memfd's number and key.
+    assert!(stdin.get("amqp_creds").is_none(), "{stdin}");
+    assert_eq!(stdin["mem_fd"], 3, "{stdin}");
+    let creds = memfd_credentials(&stdin, read("cred").as_bytes()).expect("memfd credentials");
+    let uep_id = creds["amqp_creds"]["endpoint_id"]
         .as_str()
         .expect("UEP id")
         .to_string();
-    // The shell's descriptors (listed by `ls` from outside): 0–2, the audit pipe at 4, and the
-    // shell's own; nothing else of the MEP's (pipes, sockets) leaked.
+    // The descriptors at exec (listed by `ls` from outside): 0–2, the memfd at 3, the audit
+    // pipe at 4, and the shell's own; nothing else of the MEP's or the bootstrap's (its
+    // stdin pipe, its stderr pipe to the MEP) leaked.
     let fds = read("fds");
-    let mut numbers = Vec::new();
-    for line in fds.lines() {
-        let Some((left, target)) = line.split_once(" -> ") else {
-            continue;
-        };
-        let n: i32 = left
-            .rsplit(' ')
-            .next()
-            .and_then(|w| w.parse().ok())
-            .expect("fd number");
-        if n > 2 && n != 4 {
-            // The shell's handle on its script, or its saved stdout (the UEP log, or
-            // /dev/null for the bootstrap).
-            assert!(
-                target.ends_with("audit-uep.sh")
-                    || target.ends_with("/endpoint.log")
-                    || target == "/dev/null",
-                "{fds}"
-            );
-        }
-        numbers.push(n);
-    }
-    assert!(numbers.contains(&4), "{fds}");
+    assert_fds(&fds, &[4], "audit-uep.sh");
     assert!(fds.contains(" 4 -> pipe:"), "{fds}");
+    if account.is_some() {
+        // Through the real bootstrap: stderr is the UEP log, and the only pipe
+        // besides the audit pipe is stdin.
+        let target = |n: i32| {
+            fds.lines()
+                .find(|l| l.contains(&format!(" {n} -> ")))
+                .and_then(|l| l.split_once(" -> "))
+                .map(|(_, t)| t.to_string())
+                .unwrap_or_default()
+        };
+        // (1 is the `ls` redirection; the shell keeps the original stdout above 9.)
+        assert!(target(2).ends_with("/endpoint.log"), "{fds}");
+        assert!(target(0).starts_with("pipe:"), "{fds}");
+        let pipes = fds.lines().filter(|l| l.contains("-> pipe:")).count();
+        assert_eq!(pipes, 2, "only stdin and the audit pipe: {fds}");
+    }
     let pid = read("pid").trim().to_string();
 
     stop_tx.send(()).expect("stop");

@@ -455,6 +455,13 @@ pub fn place_fd_before_exec(
 ) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
+    // A source numbered like another placement's target (3, 4, …) would be overwritten by
+    // that placement's dup2 first: move low-numbered sources out of the way beforehand.
+    let fd = if fd.as_raw_fd() < 10 && fd.as_raw_fd() != target {
+        dup_at_least(&fd, 10).unwrap_or(fd)
+    } else {
+        fd
+    };
     let hook = move || {
         let src = fd.as_raw_fd();
         if src == target {
@@ -468,6 +475,16 @@ pub fn place_fd_before_exec(
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above (`F_DUPFD_CLOEXEC`).
+fn dup_at_least(fd: &std::os::fd::OwnedFd, min: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open descriptor we borrow; integers only.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    check(libc::c_long::from(new))?;
+    // SAFETY: the call succeeded, so `new` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
 
 /// Marks every descriptor above 2 close-on-exec in `cmd`'s child (a `pre_exec` hook), so

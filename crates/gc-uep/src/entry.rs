@@ -26,7 +26,7 @@ const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// its own tokio runtime: call it from a plain `main`, not from inside a runtime.
 #[must_use]
 pub fn run_from_stdin(stdin: &[u8], endpoint_dir: PathBuf, worker: WorkerCommand) -> i32 {
-    let doc = match UepStdin::from_slice(stdin) {
+    let mut doc = match UepStdin::from_slice(stdin) {
         Ok(doc) => doc,
         Err(e) => {
             tracing::error!("{BAD_STDIN} ({e})");
@@ -34,6 +34,12 @@ pub fn run_from_stdin(stdin: &[u8], endpoint_dir: PathBuf, worker: WorkerCommand
             return 1;
         }
     };
+    if let Err(e) = credentials_from_memfd(&mut doc) {
+        // Without credentials nothing can be reported either (upstream: 65).
+        tracing::error!("Unable to read the credential memfd: {e}");
+        eprintln!("Exception: Unable to read the credential memfd: {e}");
+        return 65;
+    }
     let (status, failure) = match run_document(&doc, endpoint_dir, worker) {
         Ok(()) => (0, None),
         Err(Failure {
@@ -48,6 +54,26 @@ pub fn run_from_stdin(stdin: &[u8], endpoint_dir: PathBuf, worker: WorkerCommand
         send_failure_notice(&doc, &text);
     }
     status
+}
+
+/// With `mem_fd` + `enckey` (PROTOCOL-ENDPOINT §5.4): takes the inherited descriptor (marked
+/// close-on-exec, so workers never see it), decrypts `{"amqp_creds": {...}}` and puts the
+/// credentials into the document, where the rest of the runtime reads them.
+fn credentials_from_memfd(doc: &mut UepStdin) -> Result<(), String> {
+    let (Some(fd), Some(key)) = (doc.mem_fd, doc.enckey.as_deref()) else {
+        return Ok(());
+    };
+    let key = gc_sys::credfd::FernetKey::from_text(key).map_err(|e| e.to_string())?;
+    let file = std::fs::File::from(gc_sys::take_inherited_fd(fd).map_err(|e| e.to_string())?);
+    let plain = gc_sys::credfd::read_token(&file, &key).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+    match value.get("amqp_creds") {
+        Some(serde_json::Value::Object(creds)) => {
+            doc.amqp_creds = Some(creds.clone());
+            Ok(())
+        }
+        _ => Err("no amqp_creds object in the credential memfd".into()),
+    }
 }
 
 struct Failure {
@@ -127,5 +153,42 @@ fn send_failure_notice(doc: &UepStdin, text: &str) {
     )));
     if let Err(e) = gc_broker::send_notice_blocking(&target, &body, NOTICE_TIMEOUT) {
         tracing::error!("failure notice not sent: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_memfd_and_it_is_kept_from_children() {
+        use std::os::fd::IntoRawFd;
+        let creds = gc_sys::credfd::CredentialFd::create().unwrap();
+        creds
+            .write(br#"{"amqp_creds":{"endpoint_id":"e","task_queue_info":{}}}"#)
+            .unwrap();
+        let fd = creds.reader().unwrap().into_raw_fd();
+        let mut doc = UepStdin::from_slice(
+            format!(
+                r#"{{"config":"x","ep_info":{{"posix_ppid":1}},"mem_fd":{fd},"enckey":"{}"}}"#,
+                creds.key().to_text()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(doc.amqp_creds.is_none());
+        credentials_from_memfd(&mut doc).unwrap();
+        assert_eq!(doc.amqp_creds.unwrap()["endpoint_id"], "e");
+        // A wrong key is an error, not an empty credential set.
+        let other = gc_sys::credfd::FernetKey::generate().unwrap().to_text();
+        let fd = creds.reader().unwrap().into_raw_fd();
+        let mut doc = UepStdin::from_slice(
+            format!(
+                r#"{{"config":"x","ep_info":{{"posix_ppid":1}},"mem_fd":{fd},"enckey":"{other}"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(credentials_from_memfd(&mut doc).is_err());
     }
 }
