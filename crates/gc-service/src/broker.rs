@@ -214,6 +214,7 @@ impl Broker {
         }
         let props = ConnectionProperties::default().with_connection_name("gc-service".into());
         let conn = Arc::new(Connection::connect(&self.url, props).await?);
+        crate::metrics::broker_connection_opened();
         *guard = Some(conn.clone());
         Ok(conn)
     }

@@ -50,6 +50,7 @@ where
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(consumer = name, error = %e, "consumer stopped; restarting in 2 s");
+                crate::metrics::consumer_restarted(name);
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
@@ -103,6 +104,7 @@ pub async fn record_and_forward(
     bodies: HashMap<String, Vec<u8>>,
 ) -> Result<(), ConsumeError> {
     let targets = state.store.record_outcomes(&outcomes).await?;
+    crate::metrics::outcomes_recorded(state, &outcomes).await;
     if targets.len() < outcomes.len() {
         for o in &outcomes {
             if !targets.iter().any(|t| t.task_id == o.task_id) {

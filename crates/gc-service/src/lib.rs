@@ -11,9 +11,11 @@ pub mod broker;
 pub mod consumers;
 pub mod error;
 pub mod messages;
+pub mod metrics;
 pub mod policy;
 pub mod rabbit_admin;
 pub mod routes;
+pub mod status;
 pub mod store;
 
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct ServiceConfig {
     pub max_request_bytes: usize,
     /// Duration of `POST /v3/endpoints/{id}/lock`, seconds.
     pub lock_seconds: i64,
+    /// Token that opens the admin status page (`None`: no status page).
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -48,6 +52,7 @@ impl Default for ServiceConfig {
             uep_start_timeout: Duration::from_secs(30),
             max_request_bytes: 256 * 1024 * 1024,
             lock_seconds: 300,
+            admin_token: None,
         }
     }
 }
@@ -108,7 +113,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/tasks/{id}", get(get_task))
         .route("/v2/batch_status", post(batch_status))
         .route("/v2/taskgroup/{id}", get(get_task_group))
+        .route("/metrics", get(metrics::scrape))
+        .route("/admin/status", get(status::page))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }

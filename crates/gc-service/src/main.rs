@@ -77,6 +77,10 @@ struct ServeArgs {
     /// default: the management API password).
     #[arg(long, env = "GCRS_BROKER_CREDENTIAL_SECRET", hide_env_values = true)]
     broker_credential_secret: Option<String>,
+    /// Token that opens the admin status page `/admin/status` (as a bearer token or the
+    /// password of HTTP Basic authentication). Without it the page is not served.
+    #[arg(long, env = "GCRS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +207,7 @@ async fn serve(store: Store, args: ServeArgs) -> Result<()> {
         queue_prefix: args.queue_prefix,
         token_lifetime_s: args.token_lifetime,
         uep_start_timeout: Duration::from_secs_f64(args.uep_start_timeout),
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
         ..ServiceConfig::default()
     };
     let state = AppState {

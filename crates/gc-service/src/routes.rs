@@ -929,6 +929,7 @@ pub async fn submit(
             }
             return Err(e.into());
         }
+        crate::metrics::tasks_received(new_tasks.len());
         Ok::<_, ApiError>(response)
     }
     .await;

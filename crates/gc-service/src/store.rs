@@ -233,6 +233,11 @@ impl Store {
         self.is_sqlite
     }
 
+    /// The connection pool, for read-only reports kept beside their users (metrics, status).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     async fn migrate(&self) -> Result<()> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS gcrs_schema_version (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
