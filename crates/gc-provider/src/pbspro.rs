@@ -20,8 +20,8 @@ use crate::{JobId, JobState, JobStatus, ProviderError};
 pub struct PbsProProvider {
     pub(crate) common: Common,
     pub(crate) cpus_per_node: usize,
-    account: Option<String>,
-    queue: Option<String>,
+    pub(crate) account: Option<String>,
+    pub(crate) queue: Option<String>,
     scheduler_options: String,
     select_options: String,
     walltime: String,

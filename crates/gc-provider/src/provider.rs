@@ -247,6 +247,32 @@ impl Provider {
         }
     }
 
+    /// Memory of one node in GB when the configuration says (`mem_per_node`, Slurm only).
+    pub fn mem_per_node(&self) -> Option<usize> {
+        match self {
+            Provider::Slurm(p) => p.mem_per_node,
+            Provider::Local(_) | Provider::PbsPro(_) => None,
+        }
+    }
+
+    /// The queue blocks go to (`partition` for Slurm, `queue` for PBS Pro), for heartbeats.
+    pub fn queue(&self) -> Option<&str> {
+        match self {
+            Provider::Slurm(p) => p.partition.as_deref(),
+            Provider::PbsPro(p) => p.queue.as_deref(),
+            Provider::Local(_) => None,
+        }
+    }
+
+    /// The account blocks are charged to, for heartbeats.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            Provider::Slurm(p) => p.account.as_deref(),
+            Provider::PbsPro(p) => p.account.as_deref(),
+            Provider::Local(_) => None,
+        }
+    }
+
     /// The job script for one block (what [`Provider::submit`] writes), for inspection.
     pub fn script(&self, command: &str, tasks_per_node: usize, job_name: &str) -> String {
         match self {
