@@ -991,7 +991,8 @@ pub(crate) fn build_engine(at: &At, node: &Node) -> Result<EngineConfig, ConfigE
             {
                 return Err(child(at, "container_cmd_options", node.line).err(
                     ConfigErrorKind::InvalidValue(
-                        "container_cmd_options is required when container_type is custom".into(),
+                        "GCE.container_cmd_options is required for GCE.container_type=custom"
+                            .into(),
                     ),
                 ));
             }
