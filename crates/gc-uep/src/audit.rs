@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -100,7 +100,20 @@ impl AuditWriter {
         state: AuditState,
         msg: Option<&str>,
     ) -> Result<(), String> {
-        let bytes = record(fid, tid, None, None, state, msg);
+        self.write_placed(fid, tid, None, None, state, msg)
+    }
+
+    /// [`AuditWriter::write`] with the task's block and job, when known.
+    pub fn write_placed(
+        &self,
+        fid: &str,
+        tid: &str,
+        bid: Option<&str>,
+        jid: Option<&str>,
+        state: AuditState,
+        msg: Option<&str>,
+    ) -> Result<(), String> {
+        let bytes = record(fid, tid, bid, jid, state, msg);
         let outcome = {
             let mut pipe = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
             match pipe.write(&bytes) {
@@ -120,6 +133,85 @@ impl AuditWriter {
             self.failed.send_replace(Some(text));
         }
         outcome
+    }
+}
+
+/// The records of one task handed to an engine: `EXEC_START`, `RUNNING` each time the
+/// engine places it on another block (GlobusComputeEngine), then `EXEC_END` carrying the
+/// last block and job, as upstream's task future does. `RUNNING` may be reported by the
+/// engine before the runtime wrote `EXEC_START`; it is then held back and written right
+/// after it, so the records keep upstream's order.
+#[derive(Debug)]
+pub struct TaskAudit {
+    writer: Arc<AuditWriter>,
+    fid: String,
+    tid: String,
+    state: Mutex<TaskAuditState>,
+}
+
+#[derive(Debug, Default)]
+struct TaskAuditState {
+    started: bool,
+    running_held: bool,
+    bid: Option<String>,
+    jid: Option<String>,
+}
+
+impl TaskAudit {
+    /// A task's records go to `writer`.
+    pub fn new(writer: Arc<AuditWriter>, fid: String, tid: String) -> TaskAudit {
+        TaskAudit {
+            writer,
+            fid,
+            tid,
+            state: Mutex::new(TaskAuditState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TaskAuditState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, st: &TaskAuditState, state: AuditState) {
+        let _ = self.writer.write_placed(
+            &self.fid,
+            &self.tid,
+            st.bid.as_deref(),
+            st.jid.as_deref(),
+            state,
+            None,
+        );
+    }
+
+    /// The engine accepted the task (no block yet, as upstream: its `EXEC_START` is written
+    /// when the executor's task id is known, before any block is).
+    pub fn exec_start(&self) {
+        let mut st = self.lock();
+        let _ = self
+            .writer
+            .write(&self.fid, &self.tid, AuditState::ExecStart, None);
+        st.started = true;
+        if std::mem::take(&mut st.running_held) {
+            self.put(&st, AuditState::Running);
+        }
+    }
+
+    /// The engine sent the task to block `bid` (job `jid`).
+    pub fn running(&self, bid: &str, jid: Option<&str>) {
+        let mut st = self.lock();
+        st.bid = Some(bid.to_string());
+        st.jid = jid.map(str::to_string);
+        if st.started {
+            self.put(&st, AuditState::Running);
+        } else {
+            st.running_held = true;
+        }
+    }
+
+    /// The result is ready.
+    pub fn exec_end(&self) {
+        let st = self.lock();
+        self.put(&st, AuditState::ExecEnd);
     }
 }
 
@@ -165,6 +257,36 @@ mod tests {
         let rec = record("f", "t", None, None, AuditState::ExecEnd, Some(&msg));
         assert!(rec.len() <= RECORD_MAX && rec.len() >= RECORD_MAX - 1);
         assert!(String::from_utf8(rec).is_ok());
+    }
+
+    #[test]
+    fn task_records_carry_the_block_and_keep_upstreams_order() {
+        use std::io::Read;
+        let (r, w) = gc_sys::packet_pipe().unwrap();
+        let (tx, _rx) = watch::channel(None);
+        let writer = Arc::new(AuditWriter::new(w, tx));
+        let mut r = std::fs::File::from(r);
+        let mut next = move || {
+            let mut buf = [0u8; RECORD_MAX];
+            let n = r.read(&mut buf).unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        };
+        // Placed before EXEC_START was written: RUNNING follows EXEC_START.
+        let t = TaskAudit::new(Arc::clone(&writer), "f".into(), "t".into());
+        t.running("0", Some("17"));
+        t.exec_start();
+        t.running("1", Some("18"));
+        t.exec_end();
+        assert_eq!(next(), "fid=f tid=t bid= EXEC_START");
+        assert_eq!(next(), "fid=f tid=t bid=0 jid=17 RUNNING");
+        assert_eq!(next(), "fid=f tid=t bid=1 jid=18 RUNNING");
+        assert_eq!(next(), "fid=f tid=t bid=1 jid=18 EXEC_END");
+        // A pool engine never places: no block, no RUNNING.
+        let t = TaskAudit::new(writer, "g".into(), "u".into());
+        t.exec_start();
+        t.exec_end();
+        assert_eq!(next(), "fid=g tid=u bid= EXEC_START");
+        assert_eq!(next(), "fid=g tid=u bid= EXEC_END");
     }
 
     #[test]
