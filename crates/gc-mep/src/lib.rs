@@ -51,6 +51,7 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod command;
+pub mod metrics;
 pub mod pidfile;
 pub mod privilege;
 mod register;

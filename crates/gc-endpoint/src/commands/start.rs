@@ -266,6 +266,9 @@ async fn run_mep(
     let mut options = gc_mep::MepOptions::new(name.as_str(), dir.clone(), config)
         .map_err(|e| fail(e.exit_code(), e.to_string()))?;
     options.compute_dir = compute_dir::compute_dir();
+    gc_mep::metrics::enable_from_env(&mut options)
+        .await
+        .map_err(|e| fail(1, e.to_string()))?;
 
     let mut banner = banner_stream();
     if let Some(out) = banner.as_mut() {
