@@ -1,5 +1,6 @@
 //! The pool: a queue of tasks and `max_workers` slots, each owning at most one worker.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
@@ -207,6 +208,7 @@ impl EngineStatus {
 
 struct Job {
     request: TaskRequest,
+    environment: BTreeMap<String, String>,
     reply: oneshot::Sender<TaskResult>,
 }
 
@@ -310,6 +312,16 @@ impl Engine {
 
     /// Queue a task. Fails only when the engine is shutting down.
     pub fn submit(&self, request: TaskRequest) -> Result<TaskHandle, EngineError> {
+        self.submit_with_environment(request, BTreeMap::new())
+    }
+
+    /// Queue a task whose worker sets `environment` for the task's duration (and restores
+    /// its own values afterwards): GlobusMPIEngine's `PARSL_*` variables (gc-htex).
+    pub fn submit_with_environment(
+        &self,
+        request: TaskRequest,
+        environment: BTreeMap<String, String>,
+    ) -> Result<TaskHandle, EngineError> {
         let sender = self.sender.as_ref().ok_or(EngineError::NotRunning)?;
         let (reply, rx) = oneshot::channel();
         let task_id = request.task_id;
@@ -327,7 +339,12 @@ impl Engine {
             return Ok(TaskHandle { task_id, rx });
         }
         self.shared.counters.pending.fetch_add(1, Ordering::SeqCst);
-        if sender.send(Job { request, reply }).is_err() {
+        let job = Job {
+            request,
+            environment,
+            reply,
+        };
+        if sender.send(job).is_err() {
             self.shared.counters.pending.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::NotRunning);
         }
@@ -422,7 +439,7 @@ async fn slot(n: usize, shared: Arc<Shared>) {
         let Some(job) = job else { break };
         shared.counters.pending.fetch_sub(1, Ordering::SeqCst);
         shared.counters.running.fetch_add(1, Ordering::SeqCst);
-        let result = run_job(n, &shared, &mut worker, &job.request).await;
+        let result = run_job(n, &shared, &mut worker, &job.request, &job.environment).await;
         shared.counters.running.fetch_sub(1, Ordering::SeqCst);
         if job.reply.send(result).is_err() {
             tracing::warn!(task_id = %job.request.task_id, "result dropped: nobody is waiting");
@@ -463,6 +480,7 @@ async fn run_job(
     shared: &Arc<Shared>,
     worker: &mut Option<Live>,
     request: &TaskRequest,
+    environment: &BTreeMap<String, String>,
 ) -> TaskResult {
     let task_id = request.task_id.to_string();
     let mut failures: Vec<String> = Vec::new();
@@ -477,7 +495,12 @@ async fn run_job(
             Ok(live) => {
                 let r = live
                     .worker
-                    .run(&task_id, &request.task_buffer, &request.result_serializers)
+                    .run(
+                        &task_id,
+                        &request.task_buffer,
+                        &request.result_serializers,
+                        environment,
+                    )
                     .await;
                 match r {
                     Ok(reply) => Ok((reply, live.worker.details().clone())),

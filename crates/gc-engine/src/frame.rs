@@ -5,6 +5,8 @@
 //! big-endian `u32` length, then a body made of a big-endian `u32` header length, a JSON
 //! header and a raw blob. This module writes the parent's frames and reads the worker's.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,7 +33,14 @@ pub(crate) enum ToWorker<'a> {
     Task {
         task_id: &'a str,
         result_serializers: &'a [String],
+        /// Variables set for this task only; left out when empty.
+        #[serde(skip_serializing_if = "no_environment")]
+        environment: &'a BTreeMap<String, String>,
     },
+}
+
+fn no_environment(environment: &&BTreeMap<String, String>) -> bool {
+    environment.is_empty()
 }
 
 /// How a task ended, as the worker reports it.
@@ -167,6 +176,7 @@ mod tests {
         let header = ToWorker::Task {
             task_id: "t",
             result_serializers: &[],
+            environment: &BTreeMap::new(),
         };
         write_frame(&mut out, &header, b"BLOB").await.unwrap();
         let json = br#"{"type":"task","task_id":"t","result_serializers":[]}"#;

@@ -1,5 +1,6 @@
 //! One Python worker process: start it, hand it tasks one at a time, notice when it dies.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -278,11 +279,13 @@ impl WorkerProcess {
         task_id: &str,
         task_buffer: &str,
         result_serializers: &[String],
+        environment: &BTreeMap<String, String>,
     ) -> Result<Reply, WorkerError> {
         let pid = self.pid;
         let header = ToWorker::Task {
             task_id,
             result_serializers,
+            environment,
         };
         if let Err(e) = frame::write_frame(&mut self.stdin, &header, task_buffer.as_bytes()).await {
             return Err(match e {
