@@ -103,6 +103,9 @@ pub struct HtexConfig {
     /// Run managers in a container (`container_type`, `container_uri`,
     /// `container_cmd_options`).
     pub container: Option<Container>,
+    /// `GlobusMPIEngine`: the `mpi_launcher` ([`crate::mpi`]); `None` for
+    /// `GlobusComputeEngine`.
+    pub mpi_launcher: Option<crate::mpi::MpiLauncher>,
 }
 
 /// A container to run each manager in (ENDPOINT.md §6.4).
@@ -161,7 +164,8 @@ impl HtexConfig {
     /// Build from a `GlobusComputeEngine` mapping. `uep_dir` is the user endpoint directory:
     /// job scripts go to `<uep_dir>/submit_scripts` (upstream's layout).
     pub fn from_engine_config(cfg: &EngineConfig, uep_dir: &Path) -> Result<Self, HtexError> {
-        if cfg.engine_type != EngineType::GlobusCompute {
+        let mpi = cfg.engine_type == EngineType::GlobusMpi;
+        if cfg.engine_type != EngineType::GlobusCompute && !mpi {
             return Err(HtexError::Config(format!(
                 "{} is not a GlobusComputeEngine",
                 cfg.engine_type.name()
@@ -206,17 +210,27 @@ impl HtexConfig {
             Some(p) => Some(port(p)?),
             None => None,
         };
-        let max_workers_per_node = match num(cfg, "max_workers_per_node") {
+        let workers_key = if mpi {
+            "max_workers_per_block"
+        } else {
+            "max_workers_per_node"
+        };
+        let max_workers_per_node = match num(cfg, workers_key) {
             Some(n) if n.is_finite() && n >= 1.0 => Some(n as usize),
             Some(n) if n.is_infinite() => None,
             Some(n) => {
                 return Err(HtexError::Config(format!(
-                    "max_workers_per_node must be at least 1 (got {n})"
+                    "{workers_key} must be at least 1 (got {n})"
                 )));
             }
             None => None,
         };
-        let cores_per_worker = num(cfg, "cores_per_worker").unwrap_or(1.0);
+        // MPIExecutor: as many workers as max_workers_per_block, whatever the cores.
+        let cores_per_worker = if mpi {
+            1e-9
+        } else {
+            num(cfg, "cores_per_worker").unwrap_or(1.0)
+        };
         if cores_per_worker.is_nan() || cores_per_worker <= 0.0 {
             return Err(HtexError::Config(format!(
                 "cores_per_worker must be positive (got {cores_per_worker})"
@@ -273,7 +287,17 @@ impl HtexConfig {
             strategy_period,
             manager: ManagerCommand::default_for_this_host(),
             container,
+            mpi_launcher: crate::mpi::launcher_of(cfg)?,
         })
+    }
+
+    /// Upstream's executor label, which names the engine's directory in the UEP directory:
+    /// `<label>-HighThroughputExecutor`, or `<label>-MPIExecutor` for GlobusMPIEngine.
+    pub fn executor_label(&self) -> String {
+        match self.mpi_launcher {
+            Some(_) => format!("{}-MPIExecutor", self.label),
+            None => format!("{}-HighThroughputExecutor", self.label),
+        }
     }
 
     /// Workers one manager runs on a node with `cores` cores.

@@ -84,6 +84,9 @@ pub struct HtexStatus {
 }
 
 struct StaticInfo {
+    /// GlobusMPIEngine (resource specifications checked by [`crate::mpi::validate`]).
+    mpi: bool,
+    max_retries: u32,
     provider_type: &'static str,
     min_blocks: usize,
     max_blocks: usize,
@@ -138,7 +141,12 @@ impl HtexStatus {
         g.insert("provider_type".into(), s.provider_type.into());
         g.insert("queue".into(), Value::Null);
         g.insert("account".into(), Value::Null);
-        g.insert("engine_type".into(), "GlobusComputeEngine".into());
+        let engine_type = if s.mpi {
+            "GlobusMPIEngine"
+        } else {
+            "GlobusComputeEngine"
+        };
+        g.insert("engine_type".into(), engine_type.into());
         g
     }
 }
@@ -228,7 +236,7 @@ impl HtexEngine {
                 "working_dir {working_dir:?} is not valid UTF-8"
             )));
         };
-        let run_dir = uep_dir.join(format!("{}-HighThroughputExecutor", config.label));
+        let run_dir = uep_dir.join(config.executor_label());
         let cert_dir = run_dir.join("certificates");
         let acceptor = if config.encrypted {
             Some(tokio_rustls::TlsAcceptor::from(tls::make_server(
@@ -262,6 +270,8 @@ impl HtexEngine {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let workers_per_node = config.workers_per_node(cores);
         let info = StaticInfo {
+            mpi: config.mpi_launcher.is_some(),
+            max_retries: config.max_retries_on_system_failure,
             provider_type: config.provider.name(),
             min_blocks: limits.min_blocks,
             max_blocks: limits.max_blocks,
@@ -329,7 +339,15 @@ impl HtexEngine {
     pub fn submit(&self, request: TaskRequest) -> Result<TaskHandle, EngineError> {
         let (reply, rx) = oneshot::channel();
         let task_id = request.task_id;
-        if request
+        if self.info.mpi {
+            if let Err(e) = crate::mpi::validate(&request.resource_specification) {
+                // Upstream's submit raises this on every attempt, retries included.
+                let text = format!("InvalidResourceSpecification: {e}\n");
+                let attempts = 1 + self.info.max_retries as usize;
+                let _ = reply.send(system_failure(task_id, &vec![text; attempts], now_ns()));
+                return Ok(TaskHandle::new(task_id, rx));
+            }
+        } else if request
             .resource_specification
             .keys()
             .any(|k| k != "priority")
@@ -440,6 +458,10 @@ fn manager_command(config: &HtexConfig, port: u16, cert_dir: Option<&PathBuf>) -
     if let Some(max) = config.max_workers_per_node {
         parts.push("--max-workers".into());
         parts.push(max.to_string());
+    }
+    if let Some(launcher) = config.mpi_launcher {
+        parts.push("--mpi-launcher".into());
+        parts.push(launcher.name().into());
     }
     if let Some(dir) = cert_dir {
         parts.push("--cert-dir".into());
@@ -996,6 +1018,7 @@ impl Actor {
             let msg = ToManager::Task {
                 task_id,
                 result_serializers: entry.request.result_serializers.clone(),
+                resource_specification: entry.request.resource_specification.clone(),
             };
             let blob = entry.request.task_buffer.as_bytes().to_vec();
             if m.tx.send((msg, blob)).is_err() {

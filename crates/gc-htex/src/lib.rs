@@ -41,6 +41,7 @@ mod any;
 mod config;
 mod interchange;
 pub mod manager;
+pub mod mpi;
 pub mod proto;
 mod scaling;
 pub mod tls;

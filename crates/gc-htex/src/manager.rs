@@ -34,6 +34,8 @@ pub struct ManagerOptions {
     pub python: PathBuf,
     /// How long to keep trying to reach the interchange.
     pub connect_timeout: Duration,
+    /// GlobusMPIEngine: hand tasks whole nodes of the block and launch with this launcher.
+    pub mpi_launcher: Option<crate::mpi::MpiLauncher>,
 }
 
 /// Why a manager stopped other than by being told to.
@@ -64,6 +66,9 @@ pub enum ManagerError {
     /// Silence.
     #[error("no word from the interchange for {0:.1} s (heartbeat_threshold); giving up")]
     Silent(f64),
+    /// The nodes of an MPI block could not be found.
+    #[error("MPI block: {0}")]
+    Mpi(String),
 }
 
 /// Workers on this node.
@@ -127,6 +132,42 @@ async fn connect(opts: &ManagerOptions) -> Result<Box<dyn Stream>, ManagerError>
     }
 }
 
+/// Start each task of `steps` on the pool (its result goes to `out`, then its id to
+/// `done`), or send the answer a step already carries.
+fn launch(
+    engine: &Arc<Engine>,
+    out: &mpsc::UnboundedSender<(FromManager, Vec<u8>)>,
+    done: &mpsc::UnboundedSender<uuid::Uuid>,
+    steps: Vec<crate::mpi::Step>,
+) -> Result<(), ManagerError> {
+    for step in steps {
+        match step {
+            crate::mpi::Step::Answer(result) => {
+                let task_id = result.task_id;
+                let packed = messagepack::pack(&Message::Result(result));
+                let _ = out.send((FromManager::Result { task_id }, packed));
+            }
+            crate::mpi::Step::Run(request, environment) => {
+                let task_id = request.task_id;
+                let handle = engine.submit_with_environment(request, environment)?;
+                let out = out.clone();
+                let done = done.clone();
+                tokio::spawn(async move {
+                    match handle.await {
+                        Ok(result) => {
+                            let packed = messagepack::pack(&Message::Result(result));
+                            let _ = out.send((FromManager::Result { task_id }, packed));
+                        }
+                        Err(e) => tracing::error!(%task_id, "{e}"),
+                    }
+                    let _ = done.send(task_id);
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Run until the interchange says stop (Ok) or is lost (Err).
 pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
     let workers = worker_count(opts.max_workers, opts.cores_per_worker);
@@ -177,6 +218,17 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
         Path::new(&settings.working_dir),
     )?);
 
+    let mut mpi = match opts.mpi_launcher {
+        Some(l) => Some(
+            crate::mpi::MpiBlock::start(l, settings.max_retries_on_system_failure)
+                .await
+                .map_err(ManagerError::Mpi)?,
+        ),
+        None => None,
+    };
+    // Tasks whose result was sent (an MPI block then lends their nodes to waiting tasks).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<uuid::Uuid>();
+
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(FromManager, Vec<u8>)>();
     let writer_task = tokio::spawn(async move {
         while let Some((msg, blob)) = out_rx.recv().await {
@@ -205,7 +257,7 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                 };
                 last_heard = Instant::now();
                 match msg {
-                    ToManager::Task { task_id, result_serializers } => {
+                    ToManager::Task { task_id, result_serializers, resource_specification } => {
                         let task_buffer = match String::from_utf8(blob) {
                             Ok(s) => s,
                             Err(_) => break Err(ManagerError::Protocol(format!("task {task_id} is not UTF-8"))),
@@ -216,20 +268,13 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                             result_serializers,
                             resource_specification: Default::default(),
                         };
-                        let handle = match engine.submit(request) {
-                            Ok(h) => h,
-                            Err(e) => break Err(ManagerError::Engine(e)),
+                        let steps = match mpi.as_mut() {
+                            Some(block) => block.accept(request, &resource_specification),
+                            None => vec![crate::mpi::Step::Run(request, Default::default())],
                         };
-                        let out = out_tx.clone();
-                        tokio::spawn(async move {
-                            match handle.await {
-                                Ok(result) => {
-                                    let packed = messagepack::pack(&Message::Result(result));
-                                    let _ = out.send((FromManager::Result { task_id }, packed));
-                                }
-                                Err(e) => tracing::error!(%task_id, "{e}"),
-                            }
-                        });
+                        if let Err(e) = launch(&engine, &out_tx, &done_tx, steps) {
+                            break Err(e);
+                        }
                     }
                     ToManager::Heartbeat => {}
                     ToManager::Shutdown => {
@@ -237,6 +282,14 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                         break Ok(());
                     }
                     other => break Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+                }
+            }
+            Some(task_id) = done_rx.recv() => {
+                if let Some(block) = mpi.as_mut() {
+                    let steps = block.finished(task_id);
+                    if let Err(e) = launch(&engine, &out_tx, &done_tx, steps) {
+                        break Err(e);
+                    }
                 }
             }
             _ = beat.tick() => {

@@ -53,6 +53,9 @@ pub enum ToManager {
         task_id: Uuid,
         /// Result serializers requested by the task.
         result_serializers: Vec<String>,
+        /// GlobusMPIEngine: the task's `resource_specification` (left out when empty).
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        resource_specification: serde_json::Map<String, serde_json::Value>,
     },
     /// I am alive.
     Heartbeat,
@@ -169,6 +172,10 @@ mod tests {
         let msg = ToManager::Task {
             task_id: id,
             result_serializers: vec!["x".into()],
+            resource_specification: serde_json::json!({"num_ranks": 2})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         };
         write_frame(&mut buf, &msg, b"payload").await.unwrap();
         let (back, blob): (ToManager, _) = read_frame(&mut buf.as_slice()).await.unwrap();

@@ -67,7 +67,8 @@ async fn a_silent_manager_is_given_up_after_heartbeat_threshold() {
         task,
         ToManager::Task {
             task_id,
-            result_serializers: vec!["s".into()]
+            result_serializers: vec!["s".into()],
+            resource_specification: Default::default(),
         }
     );
     assert_eq!(blob, b"opaque to the interchange");

@@ -19,9 +19,6 @@ pub enum UepError {
     /// A configuration value this runtime cannot honour.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// An engine type this runtime does not run (`GlobusMPIEngine`).
-    #[error("engine type {0} is not supported by this user endpoint runtime")]
-    UnsupportedEngine(String),
     /// The unacked-result store could not be opened.
     #[error("Failed to initialize the result storage.  ({0})")]
     Store(#[from] StoreError),

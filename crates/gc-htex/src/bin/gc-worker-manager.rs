@@ -34,6 +34,19 @@ struct Args {
     /// Seconds to keep trying to reach the interchange.
     #[arg(long, default_value_t = 120.0)]
     connect_timeout: f64,
+    /// GlobusMPIEngine block: lend whole nodes to tasks and export the PARSL_* variables
+    /// for this MPI launcher (mpiexec, srun, aprun).
+    #[arg(long, value_parser = parse_mpi_launcher)]
+    mpi_launcher: Option<gc_htex::mpi::MpiLauncher>,
+}
+
+fn parse_mpi_launcher(name: &str) -> Result<gc_htex::mpi::MpiLauncher, String> {
+    gc_htex::mpi::MpiLauncher::parse(name).ok_or_else(|| {
+        format!(
+            "unknown MPI launcher {name:?}; expected one of {}",
+            gc_htex::mpi::MpiLauncher::NAMES.join(", ")
+        )
+    })
 }
 
 #[tokio::main]
@@ -56,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         python: a.python,
         connect_timeout: Duration::try_from_secs_f64(a.connect_timeout)
             .unwrap_or(Duration::from_secs(120)),
+        mpi_launcher: a.mpi_launcher,
     };
     match gc_htex::manager::run(opts).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
