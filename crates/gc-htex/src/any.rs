@@ -53,9 +53,19 @@ impl Future for AnyHandle {
 impl AnyEngine {
     /// Queue a task.
     pub fn submit(&self, request: TaskRequest) -> Result<AnyHandle, EngineError> {
+        self.submit_placed(request, None)
+    }
+
+    /// Queue a task; `on_placed` is called when GlobusComputeEngine sends it to a block
+    /// (never by the pool engines, which have no blocks).
+    pub fn submit_placed(
+        &self,
+        request: TaskRequest,
+        on_placed: Option<crate::PlacementHook>,
+    ) -> Result<AnyHandle, EngineError> {
         match self {
             AnyEngine::Pool(e) => e.submit(request).map(AnyHandle::Pool),
-            AnyEngine::Htex(e) => e.submit(request).map(AnyHandle::Htex),
+            AnyEngine::Htex(e) => e.submit_placed(request, on_placed).map(AnyHandle::Htex),
         }
     }
 

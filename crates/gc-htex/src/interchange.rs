@@ -58,6 +58,10 @@ pub struct ManagerInfo {
     pub outstanding: usize,
     /// Seconds since it last had nothing to do (0 while busy).
     pub idle_seconds: f64,
+    /// Its workers' Python version, when it said.
+    pub python_version: Option<String>,
+    /// Its workers' `globus-compute-sdk` version, when it said.
+    pub sdk_version: Option<String>,
 }
 
 /// Counters and settings for heartbeats (PROTOCOL-ENDPOINT §6.2, GlobusComputeEngine row).
@@ -94,6 +98,9 @@ struct StaticInfo {
     max_workers_per_node: Option<usize>,
     cores_per_worker: f64,
     prefetch_capacity: usize,
+    mem_per_worker: Option<f64>,
+    queue: Option<String>,
+    account: Option<String>,
 }
 
 impl HtexStatus {
@@ -111,10 +118,14 @@ impl HtexStatus {
                 .entry(key)
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(list) = entry {
+                // Upstream's keys; there is no Parsl in our managers.
                 list.push(serde_json::json!({
                     "worker_count": m.workers,
                     "idle_duration": m.idle_seconds,
+                    "parsl_version": Value::Null,
                     "endpoint_version": env!("CARGO_PKG_VERSION"),
+                    "sdk_version": m.sdk_version,
+                    "python_version": m.python_version,
                 }));
             }
         }
@@ -127,7 +138,10 @@ impl HtexStatus {
         g.insert("outstanding_tasks".into(), self.outstanding_tasks.into());
         g.insert("total_tasks".into(), self.total_tasks.into());
         g.insert("scaling_enabled".into(), (s.max_blocks > 0).into());
-        g.insert("mem_per_worker".into(), Value::Null);
+        g.insert(
+            "mem_per_worker".into(),
+            s.mem_per_worker.map_or(Value::Null, Value::from),
+        );
         g.insert("cores_per_worker".into(), s.cores_per_worker.into());
         g.insert("prefetch_capacity".into(), s.prefetch_capacity.into());
         g.insert("max_blocks".into(), s.max_blocks.into());
@@ -139,8 +153,14 @@ impl HtexStatus {
         g.insert("nodes_per_block".into(), s.nodes_per_block.into());
         g.insert("node_info".into(), Value::Object(node_info));
         g.insert("provider_type".into(), s.provider_type.into());
-        g.insert("queue".into(), Value::Null);
-        g.insert("account".into(), Value::Null);
+        g.insert(
+            "queue".into(),
+            s.queue.clone().map_or(Value::Null, Value::from),
+        );
+        g.insert(
+            "account".into(),
+            s.account.clone().map_or(Value::Null, Value::from),
+        );
         let engine_type = if s.mpi {
             "GlobusMPIEngine"
         } else {
@@ -153,16 +173,34 @@ impl HtexStatus {
 
 type Outgoing = (ToManager, Vec<u8>);
 
+/// Where a task was sent: the block of the manager that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The block (`--block-id` of its manager).
+    pub block_id: String,
+    /// The provider's job id of that block, when known.
+    pub job_id: Option<String>,
+}
+
+/// Called from the engine each time a task is sent to a block other than the one it was
+/// last sent to (once per attempt that lands on a new block). Must not block for long: it
+/// runs in the interchange's event loop. The high-assurance audit log's `RUNNING` record
+/// (ENDPOINT.md §4.10) hangs off it.
+pub type PlacementHook = Box<dyn Fn(&Placement) + Send + Sync>;
+
 struct Registration {
     block_id: String,
     hostname: String,
     pid: u32,
     workers: usize,
+    python_version: Option<String>,
+    sdk_version: Option<String>,
 }
 
 struct Job {
     request: TaskRequest,
     reply: oneshot::Sender<TaskResult>,
+    on_placed: Option<PlacementHook>,
 }
 
 enum Event {
@@ -268,7 +306,8 @@ impl HtexEngine {
             .provider
             .cores_per_node()
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let workers_per_node = config.workers_per_node(cores);
+        let workers_per_node =
+            config.workers_per_node(cores, config.provider.mem_per_node().map(|m| m as f64));
         let info = StaticInfo {
             mpi: config.mpi_launcher.is_some(),
             max_retries: config.max_retries_on_system_failure,
@@ -279,10 +318,13 @@ impl HtexEngine {
             max_workers_per_node: config.max_workers_per_node,
             cores_per_worker: config.cores_per_worker,
             prefetch_capacity: config.prefetch_capacity,
+            mem_per_worker: config.mem_per_worker,
+            queue: config.provider.queue().map(str::to_string),
+            account: config.provider.account().map(str::to_string),
         };
         let mut command = manager_command(&config, port, config.encrypted.then_some(&cert_dir));
         if let Some(container) = &config.container {
-            command = container.wrap(&command, &uep_dir.display().to_string());
+            command = container.wrap(&command, &uep_dir.display().to_string())?;
             tracing::info!("Containerized launch cmd template: {command}");
         }
         let status = Arc::new(Mutex::new(HtexStatus::default()));
@@ -337,6 +379,16 @@ impl HtexEngine {
     /// Queue a task. Fails only when the engine is stopping. A `resource_specification`
     /// other than `{priority: n}` fails the task, as upstream.
     pub fn submit(&self, request: TaskRequest) -> Result<TaskHandle, EngineError> {
+        self.submit_placed(request, None)
+    }
+
+    /// [`HtexEngine::submit`], and call `on_placed` whenever the task is sent to a block
+    /// (again only when a retry lands on another block).
+    pub fn submit_placed(
+        &self,
+        request: TaskRequest,
+        on_placed: Option<PlacementHook>,
+    ) -> Result<TaskHandle, EngineError> {
         let (reply, rx) = oneshot::channel();
         let task_id = request.task_id;
         if self.info.mpi {
@@ -359,7 +411,11 @@ impl HtexEngine {
             return Ok(TaskHandle::new(task_id, rx));
         }
         self.events
-            .send(Event::Submit(Job { request, reply }))
+            .send(Event::Submit(Job {
+                request,
+                reply,
+                on_placed,
+            }))
             .map_err(|_| EngineError::NotRunning)?;
         Ok(TaskHandle::new(task_id, rx))
     }
@@ -459,6 +515,31 @@ fn manager_command(config: &HtexConfig, port: u16, cert_dir: Option<&PathBuf>) -
         parts.push("--max-workers".into());
         parts.push(max.to_string());
     }
+    if let Some(mem) = config.mem_per_worker {
+        parts.push("--mem-per-worker".into());
+        parts.push(mem.to_string());
+    }
+    if config.cpu_affinity != "none" {
+        parts.push("--cpu-affinity".into());
+        parts.push(shell_quote(&config.cpu_affinity));
+    }
+    if !config.available_accelerators.is_empty() {
+        parts.push("--available-accelerators".into());
+        parts.push(shell_quote(&config.available_accelerators.join(",")));
+    }
+    if let Some(d) = config.drain_period {
+        parts.push("--drain-period".into());
+        parts.push(d.as_secs_f64().to_string());
+    }
+    if config.worker_debug {
+        parts.push("--debug".into());
+    }
+    if let Some(root) = &config.worker_logdir_root {
+        parts.push("--logdir".into());
+        parts.push(shell_quote(
+            &root.join(config.executor_label()).display().to_string(),
+        ));
+    }
     if let Some(launcher) = config.mpi_launcher {
         parts.push("--mpi-launcher".into());
         parts.push(launcher.name().into());
@@ -523,6 +604,8 @@ where
                 hostname,
                 pid,
                 workers,
+                python_version,
+                sdk_version,
             },
             _,
         ))) => {
@@ -540,6 +623,8 @@ where
                 hostname,
                 pid,
                 workers: workers.max(1),
+                python_version,
+                sdk_version,
             }
         }
         Ok(Ok((other, _))) => {
@@ -590,6 +675,8 @@ struct TaskEntry {
     failures: Vec<String>,
     launched: i64,
     on: Option<u64>,
+    on_placed: Option<PlacementHook>,
+    placed_block: Option<String>,
 }
 
 struct Manager {
@@ -603,6 +690,10 @@ struct Manager {
     last_heard: Instant,
     idle_since: Instant,
     draining: bool,
+    /// It asked to drain (`drain_period`): told to stop once it holds no task.
+    drain_requested: bool,
+    python_version: Option<String>,
+    sdk_version: Option<String>,
 }
 
 #[derive(Default)]
@@ -684,6 +775,8 @@ impl Actor {
                         failures: Vec::new(),
                         launched: now_ns(),
                         on: None,
+                        on_placed: job.on_placed,
+                        placed_block: None,
                     },
                 );
                 self.queue.push_back(id);
@@ -713,6 +806,9 @@ impl Actor {
                         hostname: reg.hostname,
                         pid: reg.pid,
                         workers: reg.workers,
+                        drain_requested: false,
+                        python_version: reg.python_version,
+                        sdk_version: reg.sdk_version,
                         tx,
                         outstanding: HashSet::new(),
                         last_heard: Instant::now(),
@@ -730,6 +826,16 @@ impl Actor {
                     FromManager::Result { task_id } => self.result(conn, task_id, &blob),
                     FromManager::Register { .. } => {
                         self.lose_manager(conn, "it registered twice".into());
+                    }
+                    FromManager::Drain => {
+                        if let Some(m) = self.managers.get_mut(&conn) {
+                            tracing::info!(manager = %m.id, "manager drains (drain_period)");
+                            m.draining = true;
+                            m.drain_requested = true;
+                            if m.outstanding.is_empty() {
+                                let _ = m.tx.send((ToManager::Shutdown, Vec::new()));
+                            }
+                        }
                     }
                 }
             }
@@ -845,6 +951,9 @@ impl Actor {
         }
         if m.outstanding.is_empty() {
             m.idle_since = Instant::now();
+            if m.drain_requested {
+                let _ = m.tx.send((ToManager::Shutdown, Vec::new()));
+            }
         }
         let Some(entry) = self.tasks.remove(&task_id) else {
             return;
@@ -1029,6 +1138,19 @@ impl Actor {
             }
             entry.on = Some(conn);
             m.outstanding.insert(task_id);
+            if let Some(hook) = &entry.on_placed
+                && entry.placed_block.as_deref() != Some(m.block_id.as_str())
+            {
+                entry.placed_block = Some(m.block_id.clone());
+                let placement = Placement {
+                    block_id: m.block_id.clone(),
+                    job_id: self
+                        .blocks
+                        .get(&m.block_id)
+                        .and_then(|b| b.job.as_ref().map(|j| j.0.clone())),
+                };
+                hook(&placement);
+            }
         }
     }
 
@@ -1060,6 +1182,8 @@ impl Actor {
                 } else {
                     0.0
                 },
+                python_version: m.python_version.clone(),
+                sdk_version: m.sdk_version.clone(),
             })
             .collect();
         s.managers.sort_by(|a, b| a.manager_id.cmp(&b.manager_id));

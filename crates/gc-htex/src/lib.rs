@@ -45,11 +45,12 @@ pub mod mpi;
 pub mod proto;
 mod scaling;
 pub mod tls;
+pub mod workers;
 
 pub use any::{AnyEngine, AnyHandle};
 pub use config::{Container, HtexConfig, ManagerCommand, Strategy};
 pub use gc_engine::TaskHandle;
-pub use interchange::{HtexEngine, HtexStatus, ManagerInfo};
+pub use interchange::{HtexEngine, HtexStatus, ManagerInfo, Placement, PlacementHook};
 
 /// Errors starting the engine (never a task's: those are `TaskResult`s).
 #[derive(Debug, thiserror::Error)]

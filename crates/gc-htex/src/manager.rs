@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gc_engine::{Engine, EngineKind, PoolConfig, TaskRequest, WorkerCommand};
+use gc_engine::{EngineKind, PoolConfig, TaskRequest, WorkerCommand};
 use gc_wire::messagepack::{self, Message};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::proto::{self, FromManager, ToManager};
 use crate::tls;
+use crate::workers::{self, Workers};
 
 /// What a manager is told on its command line.
 #[derive(Debug, Clone)]
@@ -36,6 +37,14 @@ pub struct ManagerOptions {
     pub connect_timeout: Duration,
     /// GlobusMPIEngine: hand tasks whole nodes of the block and launch with this launcher.
     pub mpi_launcher: Option<crate::mpi::MpiLauncher>,
+    /// `mem_per_worker` (GB): at most available memory / this many workers.
+    pub mem_per_worker: Option<f64>,
+    /// `cpu_affinity` (`none`, `block`, `block-reverse`, `alternating`, `list:…`).
+    pub cpu_affinity: String,
+    /// `available_accelerators`: one per worker, at most this many workers.
+    pub accelerators: Vec<String>,
+    /// `drain_period`: stop taking tasks this long after start, finish, exit.
+    pub drain_period: Option<Duration>,
 }
 
 /// Why a manager stopped other than by being told to.
@@ -71,13 +80,17 @@ pub enum ManagerError {
     Mpi(String),
 }
 
-/// Workers on this node.
-pub fn worker_count(max_workers: Option<usize>, cores_per_worker: f64) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let by_cores = ((cores as f64) / cores_per_worker.max(0.001))
-        .floor()
-        .max(1.0) as usize;
-    max_workers.map_or(by_cores, |m| m.min(by_cores).max(1))
+/// Workers on this node (Parsl's rule, [`workers::slots`]).
+pub fn worker_count(opts: &ManagerOptions) -> usize {
+    let (cores, mem_gb) = workers::node_resources();
+    workers::slots(
+        cores,
+        mem_gb,
+        opts.cores_per_worker,
+        opts.max_workers,
+        opts.mem_per_worker,
+        opts.accelerators.len(),
+    )
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -135,7 +148,7 @@ async fn connect(opts: &ManagerOptions) -> Result<Box<dyn Stream>, ManagerError>
 /// Start each task of `steps` on the pool (its result goes to `out`, then its id to
 /// `done`), or send the answer a step already carries.
 fn launch(
-    engine: &Arc<Engine>,
+    engine: &Arc<Workers>,
     out: &mpsc::UnboundedSender<(FromManager, Vec<u8>)>,
     done: &mpsc::UnboundedSender<uuid::Uuid>,
     steps: Vec<crate::mpi::Step>,
@@ -170,8 +183,10 @@ fn launch(
 
 /// Run until the interchange says stop (Ok) or is lost (Err).
 pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
-    let workers = worker_count(opts.max_workers, opts.cores_per_worker);
-    let stream = connect(&opts).await?;
+    let started = Instant::now();
+    let workers = worker_count(&opts);
+    let (versions, stream) = tokio::join!(workers::probe_versions(&opts.python), connect(&opts));
+    let stream = stream?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
@@ -182,6 +197,8 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
         hostname,
         pid: std::process::id(),
         workers,
+        python_version: versions.0,
+        sdk_version: versions.1,
     };
     proto::write_frame(&mut writer, &register, b"").await?;
     let settings = match proto::read_frame::<_, ToManager>(&mut reader).await? {
@@ -206,17 +223,23 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
         EngineKind::ProcessPool,
         WorkerCommand::embedded(&opts.python),
     );
-    pool.max_workers = Some(workers);
     pool.working_dir = PathBuf::from(&settings.working_dir);
     pool.run_in_sandbox = settings.run_in_sandbox;
     pool.allowed_deserializers = settings.allowed_deserializers.clone();
     pool.result_size_limit = settings.result_size_limit;
     pool.max_retries_on_system_failure = settings.max_retries_on_system_failure;
-    let engine = Arc::new(Engine::start(
+    let engine = Arc::new(Workers::start(
         pool,
+        workers,
+        &opts.cpu_affinity,
+        &opts.accelerators,
         settings.endpoint_id,
         Path::new(&settings.working_dir),
     )?);
+    // `drain_period`: ask to drain once, then the interchange stops sending tasks and says
+    // stop when this manager holds none.
+    let drain_at = opts.drain_period.map(|d| started + d);
+    let mut drain_requested = false;
 
     let mut mpi = match opts.mpi_launcher {
         Some(l) => Some(
@@ -267,6 +290,7 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                             task_buffer,
                             result_serializers,
                             resource_specification: Default::default(),
+                            user_runtime: None,
                         };
                         let steps = match mpi.as_mut() {
                             Some(block) => block.accept(request, &resource_specification),
@@ -292,6 +316,11 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                     }
                 }
             }
+            () = sleep_until(drain_at), if !drain_requested => {
+                drain_requested = true;
+                tracing::info!("drain_period reached: requesting drain");
+                let _ = out_tx.send((FromManager::Drain, Vec::new()));
+            }
             _ = beat.tick() => {
                 if last_heard.elapsed() > threshold {
                     break Err(ManagerError::Silent(last_heard.elapsed().as_secs_f64()));
@@ -305,4 +334,12 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
     // Dropping the pool kills its workers.
     drop(engine);
     outcome
+}
+
+/// Sleeps until `at`, or forever when there is no such time.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

@@ -84,6 +84,12 @@ pub enum FromManager {
         pid: u32,
         /// Workers it runs.
         workers: usize,
+        /// The workers' Python version (`platform.python_version()`), when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        python_version: Option<String>,
+        /// The workers' `globus-compute-sdk` version, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdk_version: Option<String>,
     },
     /// A finished task; the blob is the packed `Result`.
     Result {
@@ -92,6 +98,8 @@ pub enum FromManager {
     },
     /// I am alive.
     Heartbeat,
+    /// `drain_period` is over: send me nothing more, and tell me to stop once I hold no task.
+    Drain,
 }
 
 /// Channel errors.

@@ -26,6 +26,7 @@ fn request() -> TaskRequest {
         task_buffer: "opaque to the interchange".into(),
         result_serializers: vec!["s".into()],
         resource_specification: Default::default(),
+        user_runtime: None,
     }
 }
 
@@ -47,6 +48,8 @@ async fn register(port: u16, protocol: u32) -> (TcpStream, ToManager) {
         hostname: "fake-node".into(),
         pid: 4242,
         workers: 1,
+        python_version: None,
+        sdk_version: None,
     };
     proto::write_frame(&mut s, &reg, b"").await.unwrap();
     let (answer, _): (ToManager, _) = proto::read_frame(&mut s).await.unwrap();

@@ -38,6 +38,60 @@ struct Args {
     /// for this MPI launcher (mpiexec, srun, aprun).
     #[arg(long, value_parser = parse_mpi_launcher)]
     mpi_launcher: Option<gc_htex::mpi::MpiLauncher>,
+    /// GB of memory per worker (workers ≤ available memory / this).
+    #[arg(long)]
+    mem_per_worker: Option<f64>,
+    /// CPU pinning of the workers: none, block, block-reverse, alternating, list:….
+    #[arg(long, default_value = "none")]
+    cpu_affinity: String,
+    /// Accelerators, comma-separated: one per worker (at most this many workers).
+    #[arg(long, value_delimiter = ',')]
+    available_accelerators: Vec<String>,
+    /// Seconds after start at which to stop taking tasks, finish, and exit.
+    #[arg(long)]
+    drain_period: Option<f64>,
+    /// Log at DEBUG (`worker_debug`).
+    #[arg(long)]
+    debug: bool,
+    /// Also log to `<logdir>/block-<block id>/<host>-<pid>/manager.log`.
+    #[arg(long)]
+    logdir: Option<PathBuf>,
+}
+
+/// Logging to stderr (the block's `.submit.stderr`) and, with `--logdir`, to a file.
+fn init_logging(a: &Args) -> Result<Option<PathBuf>, String> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if a.debug { "debug" } else { "info" })
+    });
+    let mut file_path = None;
+    let writer = match &a.logdir {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(root) => {
+            let host = hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into());
+            let dir = root
+                .join(format!("block-{}", a.block_id))
+                .join(format!("{host}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
+            let path = dir.join("manager.log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            file_path = Some(path);
+            BoxMakeWriter::new(std::io::stderr.and(std::sync::Arc::new(file)))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer)
+        .init();
+    Ok(file_path)
 }
 
 fn parse_mpi_launcher(name: &str) -> Result<gc_htex::mpi::MpiLauncher, String> {
@@ -51,14 +105,16 @@ fn parse_mpi_launcher(name: &str) -> Result<gc_htex::mpi::MpiLauncher, String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let a = Args::parse();
+    match init_logging(&a) {
+        Ok(Some(path)) => tracing::info!("logging to {}", path.display()),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("gc-worker-manager: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    tracing::debug!("DEBUG logging enabled (worker_debug)");
     let opts = gc_htex::manager::ManagerOptions {
         addresses: a.addresses,
         port: a.port,
@@ -70,6 +126,12 @@ async fn main() -> std::process::ExitCode {
         connect_timeout: Duration::try_from_secs_f64(a.connect_timeout)
             .unwrap_or(Duration::from_secs(120)),
         mpi_launcher: a.mpi_launcher,
+        mem_per_worker: a.mem_per_worker.filter(|m| *m > 0.0),
+        cpu_affinity: a.cpu_affinity,
+        accelerators: a.available_accelerators,
+        drain_period: a
+            .drain_period
+            .and_then(|d| Duration::try_from_secs_f64(d).ok()),
     };
     match gc_htex::manager::run(opts).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

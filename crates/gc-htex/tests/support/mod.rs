@@ -67,5 +67,6 @@ pub fn request(case: &str) -> TaskRequest {
         task_buffer: payload(case),
         result_serializers: Vec::new(),
         resource_specification: Default::default(),
+        user_runtime: None,
     }
 }

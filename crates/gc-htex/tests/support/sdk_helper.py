@@ -50,6 +50,22 @@ def container_mark():
     return os.environ.get("GCRS_IN_CONTAINER")
 
 
+def placement(seconds):
+    """Where this task ran: CPUs, accelerator, OpenMP threads, directory, sandbox, task id."""
+    import os
+    import time
+
+    time.sleep(seconds)
+    return [
+        sorted(os.sched_getaffinity(0)),
+        os.environ.get("CUDA_VISIBLE_DEVICES"),
+        os.environ.get("OMP_NUM_THREADS"),
+        os.getcwd(),
+        os.environ.get("GC_TASK_SANDBOX_DIR"),
+        os.environ.get("GC_TASK_UUID"),
+    ]
+
+
 def payload(fn, *args):
     fn_code = SERDE.pack_buffers([SERDE.serialize(fn)])
     return fn_code + SERDE.pack_buffers([SERDE.serialize(args), SERDE.serialize({})])
@@ -63,6 +79,7 @@ def payloads():
         "hang": payload(nap, 30),
         "hang_first_time": payload(hang_first_time, 30),
         "container_mark": payload(container_mark),
+        "placement": payload(placement, 0.5),
     }
 
 
