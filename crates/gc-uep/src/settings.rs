@@ -136,7 +136,7 @@ pub(crate) enum EngineChoice {
     Htex { python: Option<String> },
 }
 
-/// The engine for the configured `engine.type`.
+/// The engine for the configured `engine.type`; `GlobusMPIEngine` is refused.
 fn engine_choice(
     config: &UserEndpointConfig,
     worker: WorkerCommand,
@@ -144,11 +144,12 @@ fn engine_choice(
     let kind = match config.engine.engine_type {
         EngineType::ThreadPool => EngineKind::ThreadPool,
         EngineType::ProcessPool => EngineKind::ProcessPool,
-        EngineType::GlobusCompute | EngineType::GlobusMpi => {
+        EngineType::GlobusCompute => {
             return Ok(EngineChoice::Htex {
                 python: worker_python(&worker),
             });
         }
+        other => return Err(UepError::UnsupportedEngine(other.name().to_owned())),
     };
     pool_config(config, kind, worker).map(EngineChoice::Pool)
 }
@@ -173,6 +174,10 @@ fn pool_config(
 ) -> Result<PoolConfig, UepError> {
     let engine = &config.engine;
     let mut pool = PoolConfig::new(kind, worker);
+    // ThreadPoolEngine starts its Python workers on demand, as upstream's thread pool starts
+    // its threads: an idle user endpoint (e.g. one of many on a multi-user login node) holds
+    // no interpreter until its first task. ProcessPoolEngine keeps starting them at once.
+    pool.prestart_workers = kind != EngineKind::ThreadPool;
     let opts = &engine.options;
     if let Some(v) = opts.get("max_workers") {
         let n = v
@@ -234,6 +239,15 @@ mod tests {
             Ok(EngineChoice::Pool(p)) => {
                 assert_eq!(p.kind, EngineKind::ThreadPool);
                 assert_eq!(p.max_workers, Some(3));
+                assert!(!p.prestart_workers, "thread pool workers start on the first task");
+            }
+            other => panic!("expected Pool, got {other:?}"),
+        }
+        let cfg = config("engine:\n  type: ProcessPoolEngine\n");
+        match engine_choice(&cfg, WorkerCommand::embedded("python3")) {
+            Ok(EngineChoice::Pool(p)) => {
+                assert_eq!(p.kind, EngineKind::ProcessPool);
+                assert!(p.prestart_workers, "process pool workers start with the engine");
             }
             other => panic!("expected Pool, got {other:?}"),
         }
