@@ -25,7 +25,7 @@
 //! let credentials = ClientCredentials::from_env()?;
 //! let registration = gc_mep::register(&RegisterInputs {
 //!     endpoint_dir: &dir, name: "my-ep", config: &config, endpoint_uuid: None,
-//!     urls: &urls, credentials: &credentials, python_version: "3.11.2",
+//!     urls: &urls, credentials: &credentials, python_version: "3.11.2", takeover: false,
 //! }).await?;
 //! let options = MepOptions::new("my-ep", dir.clone(), config)?;
 //! gc_mep::run(options, registration, gc_mep::shutdown_signal()).await?;

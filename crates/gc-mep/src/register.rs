@@ -24,6 +24,9 @@ pub enum RegisterError {
     /// 409, 423 or 404 from the registration call.
     #[error("Endpoint registration blocked.  [{text}]")]
     Blocked { status: u16, text: String },
+    /// 409 `ENDPOINT_ALREADY_CONNECTED`: the service says another host runs this endpoint.
+    #[error("Endpoint registration refused: {message}")]
+    HeldElsewhere { message: String },
     /// 400 or 422 from the registration call.
     #[error("Endpoint registration blocked.  [{text}]")]
     Invalid { status: u16, text: String },
@@ -58,7 +61,7 @@ impl RegisterError {
     #[must_use]
     pub fn exit_code(&self) -> i32 {
         match self {
-            RegisterError::Blocked { .. } => 69,
+            RegisterError::Blocked { .. } | RegisterError::HeldElsewhere { .. } => 69,
             RegisterError::Invalid { .. } => 65,
             RegisterError::Network(_) => 75,
             RegisterError::Auth { .. } => 77,
@@ -184,6 +187,33 @@ pub struct RegisterInputs<'a> {
     pub credentials: &'a ClientCredentials,
     /// `metadata.python_version` (the Python the engines' workers use).
     pub python_version: &'a str,
+    /// `start --takeover`: take the endpoint over even if another host holds it.
+    pub takeover: bool,
+}
+
+/// Environment variable that replaces the reported host name. Test-only: it lets one machine
+/// play a second login node (docs/troubleshooting.md).
+pub const HOSTNAME_OVERRIDE_ENV: &str = "GCRS_TEST_ENDPOINT_HOSTNAME";
+
+/// This process's start token (`metadata.start_token`): with the host name, it tells the
+/// service which process holds the endpoint.
+fn start_token() -> &'static str {
+    static TOKEN: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().to_string());
+    &TOKEN
+}
+
+/// The host name reported at registration: [`HOSTNAME_OVERRIDE_ENV`] if set, else the
+/// system's.
+pub fn reported_hostname() -> String {
+    std::env::var(HOSTNAME_OVERRIDE_ENV)
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// The validated registration response plus the owner's identity set.
@@ -278,9 +308,7 @@ pub fn request_body(inputs: &RegisterInputs<'_>) -> RegisterEndpointRequest {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_default();
-    let hostname = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let hostname = reported_hostname();
     let uuids = |v: &Option<Vec<uuid::Uuid>>| {
         v.as_ref()
             .filter(|v| !v.is_empty())
@@ -298,6 +326,9 @@ pub fn request_body(inputs: &RegisterInputs<'_>) -> RegisterEndpointRequest {
             "endpoint_config": cfg.source_content,
             "user_config_template": template.unwrap_or_default(),
             "user_config_schema": schema,
+            "start_token": start_token(),
+            "heartbeat_period": cfg.base.heartbeat_period.as_f64(),
+            "takeover": inputs.takeover,
         })),
         allowed_functions: uuids(&cfg.base.allowed_functions),
         authentication_policy: cfg.base.authentication_policy.map(|u| u.to_string()),
@@ -318,6 +349,21 @@ fn existing_id(inputs: &RegisterInputs<'_>) -> Option<String> {
     v.get("endpoint_id")
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+/// `code` of an error body (`{"code": ..., "message": ...}`).
+fn error_code(text: &str) -> Option<&'static str> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    match v.get("code").and_then(Value::as_str)? {
+        "ENDPOINT_ALREADY_CONNECTED" => Some("ENDPOINT_ALREADY_CONNECTED"),
+        _ => None,
+    }
+}
+
+/// `message` of an error body.
+fn error_message(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    v.get("message").and_then(Value::as_str).map(str::to_string)
 }
 
 fn check_queue_info(reg: &Value, key: &str, required: &[&str]) -> Result<Value, RegisterError> {
@@ -380,6 +426,11 @@ pub async fn register(inputs: &RegisterInputs<'_>) -> Result<Registration, Regis
     let text = resp.text().await.map_err(net)?;
     match status {
         200..=299 => {}
+        409 if error_code(&text) == Some("ENDPOINT_ALREADY_CONNECTED") => {
+            return Err(RegisterError::HeldElsewhere {
+                message: error_message(&text).unwrap_or(text),
+            });
+        }
         404 | 409 | 423 => return Err(RegisterError::Blocked { status, text }),
         400 | 422 => return Err(RegisterError::Invalid { status, text }),
         _ => return Err(RegisterError::Api { status, text }),

@@ -112,6 +112,7 @@ pub async fn start(args: StartArgs) -> i32 {
         urls: &urls,
         credentials: &credentials,
         python_version: &args.python_version,
+        takeover: false,
     })
     .await
     {

@@ -285,6 +285,7 @@ async fn mep_registers_refuses_forgeries_spawns_user_endpoints_and_reports_failu
         urls: &urls,
         credentials: &credentials,
         python_version: "3.11.2",
+        takeover: false,
     };
     let reg = gc_mep::register(&inputs).await.expect("register");
     let saved: Value =
@@ -842,6 +843,7 @@ async fn ha_audit(mapped: bool) {
         urls: &urls,
         credentials: &credentials,
         python_version: "3.11.2",
+        takeover: false,
     })
     .await
     .expect("register");

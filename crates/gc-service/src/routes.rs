@@ -20,7 +20,7 @@ use crate::auth::{Caller, identity_set};
 use crate::broker::{self, Pending, task_headers};
 use crate::error::ApiError;
 use crate::messages::pack_task;
-use crate::store::{EndpointRow, FunctionRow, NewTask, TaskRow, now_f64, now_i64};
+use crate::store::{EndpointHolder, EndpointRow, FunctionRow, NewTask, TaskRow, now_f64, now_i64};
 use gc_wire::rest::*;
 
 /// Largest accepted task payload (one entry of a submit's `tasks` lists), in bytes.
@@ -314,7 +314,9 @@ async fn register_endpoint(
         }
     }
     let eid_s = eid.to_string();
-    if let Some(existing) = state.store.endpoint(&eid_s).await? {
+    let holder = requested_holder(req.metadata.as_ref());
+    let existing = state.store.endpoint(&eid_s).await?;
+    if let Some(existing) = &existing {
         if existing.owner_id != caller.client_id {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -334,6 +336,16 @@ async fn register_endpoint(
                 format!("Endpoint {eid} is locked; try again later"),
             ));
         }
+    }
+    if existing.is_some() {
+        claim_holder(
+            &state,
+            &eid_s,
+            name,
+            &holder,
+            takeover_requested(req.metadata.as_ref()),
+        )
+        .await?;
     }
     // Create the queues before the reply that names them.
     let ch = state.broker.channel().await?;
@@ -364,6 +376,15 @@ async fn register_endpoint(
             subscription_id,
         })
         .await?;
+    if existing.is_none() {
+        // A new endpoint: nobody can hold it yet (a racing first registration of the same id
+        // is another client's, refused above, or this client's own twice: the last one wins).
+        let previous = state.store.endpoint_holder(&eid_s).await?;
+        state
+            .store
+            .claim_endpoint_holder(&eid_s, previous.map(|p| p.since), &holder)
+            .await?;
+    }
     let url = state.creds.endpoint_url(&eid_s).await?;
     Ok(Json(RegisterEndpointResponse {
         endpoint_id: eid_s.clone(),
@@ -371,6 +392,134 @@ async fn register_endpoint(
         heartbeat_queue_info: broker::heartbeat_queue_info(url.clone(), &eid_s),
         result_queue_info: Some(broker::result_queue_info(url, &eid_s)),
     }))
+}
+
+/// Heartbeat period assumed for a holder that has not sent one since it registered, when its
+/// registration did not say (`metadata.heartbeat_period`); upstream's default.
+const DEFAULT_HEARTBEAT_PERIOD: f64 = 30.0;
+
+/// The holder a registration asks to become: `metadata.hostname` and `metadata.start_token`
+/// (our endpoint sends a fresh token per process; upstream's sends none).
+fn requested_holder(meta: Option<&Value>) -> EndpointHolder {
+    let text = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    EndpointHolder {
+        host: text("hostname"),
+        token: text("start_token"),
+        since: now_f64(),
+    }
+}
+
+/// `metadata.takeover: true` (`start --takeover`).
+fn takeover_requested(meta: Option<&Value>) -> bool {
+    meta.and_then(|m| m.get("takeover"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Whether the recorded holder still counts as connected: its heartbeats since it registered
+/// say it is online, or it registered less than two heartbeat periods (plus slack) ago and
+/// has not heartbeated yet. A final heartbeat (`heartbeat_period: 0`) releases it at once.
+pub fn holder_alive(
+    holder: &EndpointHolder,
+    last_heartbeat: Option<f64>,
+    heartbeat_period: Option<f64>,
+    registered_period: Option<f64>,
+    now: f64,
+) -> bool {
+    match last_heartbeat {
+        Some(last) if last >= holder.since => is_online(Some(last), heartbeat_period, now),
+        _ => is_online(
+            Some(holder.since),
+            Some(registered_period.unwrap_or(DEFAULT_HEARTBEAT_PERIOD)),
+            now,
+        ),
+    }
+}
+
+/// Records `holder` as the process holding endpoint `eid`, unless another host holds it and
+/// is alive (409 naming that host) — or `takeover` is set. Registrations from the holder's
+/// own host pass: there the endpoint's PID file already keeps a second instance out.
+async fn claim_holder(
+    state: &AppState,
+    eid: &str,
+    name: &str,
+    holder: &EndpointHolder,
+    takeover: bool,
+) -> Result<(), ApiError> {
+    for _ in 0..3 {
+        let Some(e) = state.store.endpoint(eid).await? else {
+            return Ok(());
+        };
+        let current = state.store.endpoint_holder(eid).await?;
+        if let Some(cur) = &current {
+            let meta: Value = serde_json::from_str(&e.metadata).unwrap_or(json!({}));
+            let registered_period = meta.get("heartbeat_period").and_then(Value::as_f64);
+            let now = now_f64();
+            if cur.host != holder.host
+                && holder_alive(
+                    cur,
+                    e.last_heartbeat,
+                    e.heartbeat_period,
+                    registered_period,
+                    now,
+                )
+            {
+                if !takeover {
+                    return Err(held_elsewhere(eid, name, cur, e.last_heartbeat, now));
+                }
+                tracing::warn!(
+                    endpoint_id = %eid,
+                    from_host = %cur.host,
+                    to_host = %holder.host,
+                    "endpoint taken over by another host"
+                );
+            }
+        }
+        if state
+            .store
+            .claim_endpoint_holder(eid, current.map(|c| c.since), holder)
+            .await?
+        {
+            return Ok(());
+        }
+        // Another registration changed the holder between our read and write: decide again.
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "ENDPOINT_REGISTRATION_RACE",
+        format!("Endpoint {eid} is being registered concurrently; try again"),
+    ))
+}
+
+fn held_elsewhere(
+    eid: &str,
+    name: &str,
+    holder: &EndpointHolder,
+    last_heartbeat: Option<f64>,
+    now: f64,
+) -> ApiError {
+    let since = chrono::DateTime::from_timestamp(holder.since as i64, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    let heard = match last_heartbeat {
+        Some(h) if h >= holder.since => format!("last heartbeat {:.0} s ago", (now - h).max(0.0)),
+        _ => "no heartbeat yet".to_string(),
+    };
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "ENDPOINT_ALREADY_CONNECTED",
+        format!(
+            "Endpoint {eid} is already running on host {host} (registered {since}, {heard}). \
+             Stop it there, or from any host with `globus-compute-endpoint stop --remote {name}`; \
+             to replace it from this host anyway, start with --takeover.",
+            host = holder.host,
+        ),
+    )
 }
 
 async fn owned_endpoint(
@@ -509,6 +658,21 @@ pub async fn lock_endpoint(
     let e = owned_endpoint(&state, &caller, &id).await?;
     let until = now_i64() + state.cfg.lock_seconds;
     state.store.lock_endpoint(&e.id, until).await?;
+    // `stop --remote` stops the endpoint wherever it runs: deleting its command queue cancels
+    // the running process's consumer, which then cannot subscribe again and shuts down. The
+    // next registration (after the lock) declares the queue afresh.
+    state.store.release_endpoint_holder(&e.id).await?;
+    let ch = state.broker.channel().await?;
+    let deleted = ch
+        .queue_delete(
+            broker::command_queue(&e.id).as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    let _ = ch.close(200, "done".into()).await;
+    if let Err(err) = deleted {
+        tracing::warn!(endpoint_id = %e.id, error = %err, "cannot delete the command queue of a locked endpoint");
+    }
     let ts = chrono::DateTime::from_timestamp(until, 0)
         .unwrap_or_default()
         .to_rfc3339();
@@ -888,6 +1052,10 @@ pub async fn submit(
             .store
             .insert_tasks(&tg, &caller.client_id, &eid_s, &uep_id, &new_tasks)
             .await?;
+        let runtime_header = user_runtime
+            .as_object()
+            .filter(|o| !o.is_empty())
+            .map(|_| user_runtime.to_string());
         let queued = async {
             let mut pending = Pending::new();
             let queue = broker::task_queue(&uep_id);
@@ -897,12 +1065,20 @@ pub async fn submit(
                     let mut buffer = String::with_capacity(f.code.len() + payload.len());
                     buffer.push_str(&f.code);
                     buffer.push_str(payload);
-                    let headers = task_headers(
+                    let mut headers = task_headers(
                         task_id,
                         &f.id,
                         resource_spec.as_deref(),
                         req.result_serializers.as_deref(),
                     );
+                    // The submitter's runtime rides along with every task, so the worker can
+                    // refuse up front what it cannot deserialize (docs/troubleshooting.md).
+                    if let Some(text) = &runtime_header {
+                        headers.insert(
+                            "user_runtime".into(),
+                            lapin::types::AMQPValue::LongString(text.as_str().into()),
+                        );
+                    }
                     pending
                         .publish(
                             &ch,
@@ -1102,6 +1278,36 @@ mod tests {
     #[test]
     fn source_code_is_packed_by_code_points() {
         assert_eq!(pack_buffer("st\nf:é"), "6\nst\nf:é");
+    }
+
+    #[test]
+    fn holder_expires_after_missed_heartbeats_or_a_final_one() {
+        let h = EndpointHolder {
+            host: "login-a".into(),
+            token: "t".into(),
+            since: 1000.0,
+        };
+        // No heartbeat since registering: alive for two registered periods plus slack.
+        assert!(holder_alive(&h, None, None, Some(5.0), 1019.0));
+        assert!(!holder_alive(&h, None, None, Some(5.0), 1021.0));
+        assert!(holder_alive(&h, None, None, None, 1069.0));
+        // A heartbeat older than the registration belongs to an earlier holder.
+        assert!(!holder_alive(&h, Some(990.0), Some(5.0), Some(5.0), 1030.0));
+        // Heartbeats keep it alive; missing ones let it expire.
+        assert!(holder_alive(&h, Some(1100.0), Some(5.0), None, 1115.0));
+        assert!(!holder_alive(&h, Some(1100.0), Some(5.0), None, 1121.0));
+        // A final heartbeat (period 0) releases it at once.
+        assert!(!holder_alive(&h, Some(1100.0), Some(0.0), None, 1100.5));
+    }
+
+    #[test]
+    fn requested_holder_reads_the_registration_metadata() {
+        let meta = json!({"hostname": "login-b", "start_token": "abc", "takeover": true});
+        let h = requested_holder(Some(&meta));
+        assert_eq!((h.host.as_str(), h.token.as_str()), ("login-b", "abc"));
+        assert!(takeover_requested(Some(&meta)));
+        assert!(!takeover_requested(Some(&json!({"takeover": "yes"}))));
+        assert_eq!(requested_holder(None).host, "");
     }
 
     #[test]

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_initial.sql")),
     (2, include_str!("../migrations/0002_policies.sql")),
     (3, include_str!("../migrations/0003_ha_functions.sql")),
+    (4, include_str!("../migrations/0004_endpoint_holder.sql")),
 ];
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -115,6 +116,17 @@ pub struct PolicyRow {
     pub required_mfa: bool,
     pub domain_constraints_include: Option<Vec<String>>,
     pub domain_constraints_exclude: Option<Vec<String>>,
+}
+
+/// The process holding an endpoint's connection (its last accepted registration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointHolder {
+    /// Host name the registration reported.
+    pub host: String,
+    /// Per-process start token the registration reported (empty for endpoints without one).
+    pub token: String,
+    /// When the registration was accepted (seconds since the epoch).
+    pub since: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -687,6 +699,64 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// The recorded holder of an endpoint's connection, if any.
+    pub async fn endpoint_holder(&self, id: &str) -> Result<Option<EndpointHolder>> {
+        let row = sqlx::query(
+            "SELECT holder_host, holder_token, holder_since FROM endpoints WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let host: Option<String> = r.try_get("holder_host")?;
+        let token: Option<String> = r.try_get("holder_token")?;
+        let since: Option<f64> = r.try_get("holder_since")?;
+        Ok(match (host, since) {
+            (Some(host), Some(since)) => Some(EndpointHolder {
+                host,
+                token: token.unwrap_or_default(),
+                since,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Record `holder` as the holder of endpoint `id`, provided the holder recorded now is
+    /// still the one read before (`previous_since`, `None` for no holder): of two
+    /// registrations racing on several replicas only one wins. Returns whether it did.
+    pub async fn claim_endpoint_holder(
+        &self,
+        id: &str,
+        previous_since: Option<f64>,
+        holder: &EndpointHolder,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE endpoints SET holder_host = $1, holder_token = $2, holder_since = $3 \
+             WHERE id = $4 AND COALESCE(holder_since, -1.0) = $5",
+        )
+        .bind(&holder.host)
+        .bind(&holder.token)
+        .bind(holder.since)
+        .bind(id)
+        .bind(previous_since.unwrap_or(-1.0))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Forget the holder of endpoint `id` (after `stop --remote`).
+    pub async fn release_endpoint_holder(&self, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE endpoints SET holder_host = NULL, holder_token = NULL, holder_since = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -4,6 +4,10 @@
 //! signal (or the PID file's removal) stops it.
 //!
 //! `--detach` re-runs `start` in the background (see [`detach`]).
+//!
+//! `--takeover` (ours, not in upstream's help, docs/troubleshooting.md): register even when
+//! the service says another host holds this endpoint. After registering, `start` checks that
+//! the broker named by the registration answers and exits 75 saying why if it does not.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -33,6 +37,8 @@ click_args! {
         detach: bool,
         #[arg(long)]
         endpoint_uuid: Option<String>,
+        #[arg(long)]
+        takeover: bool,
         #[command(flatten)]
         common: CommonOptions,
     }
@@ -46,6 +52,16 @@ const DETACH_WAIT: Duration = Duration::from_secs(60);
 /// return once it holds the PID file (it has registered). A child that exits before that
 /// ends this command with its exit status; its reasons are in `endpoint.log`.
 pub fn detach(value: &str, endpoint_uuid: Option<&str>, common: &CommonOptions) -> CmdResult {
+    detach_with(value, endpoint_uuid, common, false)
+}
+
+/// [`detach`], passing `--takeover` on when `takeover` is set.
+pub fn detach_with(
+    value: &str,
+    endpoint_uuid: Option<&str>,
+    common: &CommonOptions,
+    takeover: bool,
+) -> CmdResult {
     let dir = endpoint_dir(value)?;
     let name = dir
         .file_name()
@@ -62,6 +78,9 @@ pub fn detach(value: &str, endpoint_uuid: Option<&str>, common: &CommonOptions) 
     }
     if common.debug {
         cmd.arg("--debug");
+    }
+    if takeover {
+        cmd.arg("--takeover");
     }
     let mut child = {
         use std::os::unix::process::CommandExt;
@@ -157,9 +176,19 @@ pub fn run(argv: &[String]) -> CmdResult {
     }
     let name = single_name(&args.names, USAGE)?;
     if args.detach {
-        return detach(&name, args.endpoint_uuid.as_deref(), &args.common);
+        return detach_with(
+            &name,
+            args.endpoint_uuid.as_deref(),
+            &args.common,
+            args.takeover,
+        );
     }
-    start_endpoint(&name, args.endpoint_uuid.as_deref(), &args.common)
+    start_endpoint_with(
+        &name,
+        args.endpoint_uuid.as_deref(),
+        &args.common,
+        args.takeover,
+    )
 }
 
 /// The start sequence of §4.2 for an unprivileged MEP; also `restart`'s second half.
@@ -167,6 +196,16 @@ pub fn start_endpoint(
     value: &str,
     endpoint_uuid: Option<&str>,
     common: &CommonOptions,
+) -> CmdResult {
+    start_endpoint_with(value, endpoint_uuid, common, false)
+}
+
+/// [`start_endpoint`] with `--takeover`.
+pub fn start_endpoint_with(
+    value: &str,
+    endpoint_uuid: Option<&str>,
+    common: &CommonOptions,
+    takeover: bool,
 ) -> CmdResult {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let dir = endpoint_dir(value)?;
@@ -217,7 +256,53 @@ pub fn start_endpoint(
 
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| CliError::Click(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run_mep(dir, name, config, endpoint_uuid, stale_after))
+    runtime.block_on(run_mep(
+        dir,
+        name,
+        config,
+        endpoint_uuid,
+        stale_after,
+        takeover,
+    ))
+}
+
+/// How long `start` waits for the first broker connection before giving up.
+const BROKER_CHECK_WAIT: Duration = Duration::from_secs(30);
+
+/// Connects once to the broker of the registration's heartbeat queue (as the event loop will)
+/// and reports why that fails: a `start` that cannot reach its broker exits non-zero instead of
+/// running without ever receiving a command.
+async fn check_broker(registration: &gc_mep::Registration) -> Result<(), String> {
+    let target = gc_broker::PublishTarget::from_json(&registration.heartbeat_queue_info, None)
+        .map_err(|e| format!("the registration's heartbeat queue info is unusable: {e}"))?;
+    let publisher = gc_broker::Publisher::start(
+        target,
+        gc_broker::PublisherOptions {
+            retry: gc_broker::RetryPolicy {
+                max_attempts: 3,
+                retry_sleep_min: Duration::from_millis(500),
+                retry_sleep_max: Duration::from_secs(2),
+                ..gc_broker::RetryPolicy::default()
+            },
+            ..gc_broker::PublisherOptions::default()
+        },
+    );
+    let mut connected = publisher.connected();
+    // Map the watch `Ref` away at once: a live `Ref` holds the watch's read lock, and the
+    // publisher's worker takes the write lock (`connected = false`) while `close` awaits it.
+    let outcome = tokio::time::timeout(BROKER_CHECK_WAIT, connected.wait_for(|up| *up))
+        .await
+        .map(|r| r.map(|_| ()));
+    let result = match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(publisher.stop_reason().to_string()),
+        Err(_) => Err(format!(
+            "no connection within {} s",
+            BROKER_CHECK_WAIT.as_secs()
+        )),
+    };
+    publisher.close().await;
+    result
 }
 
 async fn run_mep(
@@ -226,6 +311,7 @@ async fn run_mep(
     config: gc_config::CoreEndpointConfig,
     endpoint_uuid: Option<&str>,
     stale_after: Duration,
+    takeover: bool,
 ) -> CmdResult {
     let fail = |code: i32, msg: String| {
         tracing::error!("{msg}");
@@ -235,7 +321,9 @@ async fn run_mep(
     let urls =
         gc_mep::ServiceUrls::for_config(&config).map_err(|e| fail(e.exit_code(), e.to_string()))?;
     let credentials =
-        gc_mep::ClientCredentials::from_env().map_err(|e| fail(e.exit_code(), e.to_string()))?;
+        gc_mep::ClientCredentials::from_env()
+            .or_else(|e| crate::service::stored_mep_credentials(&config).ok_or(e))
+            .map_err(|e| fail(e.exit_code(), e.to_string()))?;
     let python = python_version();
     let registration = gc_mep::register(&gc_mep::RegisterInputs {
         endpoint_dir: &dir,
@@ -245,17 +333,30 @@ async fn run_mep(
         urls: &urls,
         credentials: &credentials,
         python_version: &python,
+        takeover,
     })
     .await
     .map_err(|e| {
         if matches!(
             e,
-            gc_mep::RegisterError::Blocked { .. } | gc_mep::RegisterError::Invalid { .. }
+            gc_mep::RegisterError::Blocked { .. }
+                | gc_mep::RegisterError::Invalid { .. }
+                | gc_mep::RegisterError::HeldElsewhere { .. }
         ) {
             println!("{e}");
         }
         fail(e.exit_code(), e.to_string())
     })?;
+    if let Err(why) = check_broker(&registration).await {
+        return Err(fail(
+            75,
+            format!(
+                "Endpoint {name} registered but cannot reach the message broker the service \
+                 named ({why}); not starting. Check that the broker is up and reachable from \
+                 this host (amqp_port in config.yaml overrides the port)."
+            ),
+        ));
+    }
 
     let pid_file = PidFile::acquire(&dir, stale_after).map_err(|e| {
         console::error(&e.to_string());
