@@ -38,6 +38,7 @@ fn request(task_buffer: &str) -> TaskRequest {
         task_buffer: task_buffer.to_owned(),
         result_serializers: Vec::new(),
         resource_specification: Default::default(),
+        user_runtime: None,
     }
 }
 

@@ -134,6 +134,9 @@ pub struct TaskRequest {
     /// The header `resource_specification`, parsed; empty means none. Pool engines support
     /// none: a non-empty one fails the task (an engine-level failure, as upstream).
     pub resource_specification: Map<String, Value>,
+    /// The header `user_runtime` (the submitter's runtime, PROTOCOL-SDK §5.4), if the task
+    /// carried one: the worker refuses a runtime it cannot work with before deserializing.
+    pub user_runtime: Option<Map<String, Value>>,
 }
 
 /// Resolves to the task's [`TaskResult`] — success, task failure, or engine-level failure.
@@ -500,6 +503,7 @@ async fn run_job(
                         &request.task_buffer,
                         &request.result_serializers,
                         environment,
+                        request.user_runtime.as_ref(),
                     )
                     .await;
                 match r {
@@ -514,6 +518,9 @@ async fn run_job(
         };
         let failure = match outcome {
             Ok((reply, details)) if reply.outcome != Outcome::SystemFailure => {
+                if let Some(warning) = &reply.warning {
+                    tracing::warn!(slot = n, %task_id, "{warning}");
+                }
                 let ns = reply.exec_end.saturating_sub(reply.exec_start);
                 tracing::debug!(slot = n, %task_id, "task processing completed in {ns} ns");
                 return task_result(shared, request.task_id, reply, details);
@@ -528,7 +535,9 @@ async fn run_job(
             }
             Err(e) => {
                 tracing::error!(slot = n, %task_id, "{e}");
-                format!("WorkerLost: {e}\n")
+                // Say where: a user reading the failure at the SDK has no other way to know
+                // which machine lost the worker.
+                format!("WorkerLost: {e} (on host {})\n", this_host())
             }
         };
         failures.push(failure);
@@ -536,6 +545,17 @@ async fn run_job(
             return system_failure(request.task_id, &failures, launched);
         }
     }
+}
+
+/// This machine's host name, for error texts ("unknown" if it cannot be read).
+fn this_host() -> &'static str {
+    static HOST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "unknown".into())
+    });
+    &HOST
 }
 
 fn task_result(

@@ -36,6 +36,9 @@ pub(crate) enum ToWorker<'a> {
         /// Variables set for this task only; left out when empty.
         #[serde(skip_serializing_if = "no_environment")]
         environment: &'a BTreeMap<String, String>,
+        /// The submitter's `user_runtime`; left out when unknown.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_runtime: Option<&'a Map<String, Value>>,
     },
 }
 
@@ -75,6 +78,9 @@ pub(crate) enum FromWorker {
         user_message: Option<String>,
         exec_start: i64,
         exec_end: i64,
+        /// The submitter's runtime differs from the worker's in a way that may still work.
+        #[serde(default)]
+        warning: Option<String>,
     },
 }
 
@@ -177,6 +183,7 @@ mod tests {
             task_id: "t",
             result_serializers: &[],
             environment: &BTreeMap::new(),
+            user_runtime: None,
         };
         write_frame(&mut out, &header, b"BLOB").await.unwrap();
         let json = br#"{"type":"task","task_id":"t","result_serializers":[]}"#;
@@ -200,6 +207,26 @@ mod tests {
             }
         ));
         assert_eq!(blob, "é".as_bytes());
+        let hdr = r#"{"type":"result","task_id":"t","outcome":"success","code":null,"user_message":null,"exec_start":1,"exec_end":2,"warning":"w"}"#;
+        let bytes = worker_frame(hdr, b"");
+        let (h, _) = read_frame(&mut bytes.as_slice()).await.unwrap();
+        assert!(matches!(h, FromWorker::Result { warning: Some(w), .. } if w == "w"));
+    }
+
+    #[tokio::test]
+    async fn task_frames_carry_the_user_runtime_when_known() {
+        let mut out = Vec::new();
+        let runtime: Map<String, Value> =
+            serde_json::from_str(r#"{"python":{"version":"3.12.1"}}"#).unwrap();
+        let header = ToWorker::Task {
+            task_id: "t",
+            result_serializers: &[],
+            environment: &BTreeMap::new(),
+            user_runtime: Some(&runtime),
+        };
+        write_frame(&mut out, &header, b"").await.unwrap();
+        let json = br#"{"type":"task","task_id":"t","result_serializers":[],"user_runtime":{"python":{"version":"3.12.1"}}}"#;
+        assert_eq!(&out[8..], json);
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@
 //!     task_buffer,
 //!     result_serializers: Vec::new(),
 //!     resource_specification: Default::default(),
+//!     user_runtime: None,
 //! })?;
 //! let result = handle.await?; // gc_wire::messagepack::TaskResult, ready to publish
 //! assert_eq!(result.is_error(), result.error_details.is_some());

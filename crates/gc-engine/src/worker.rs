@@ -149,6 +149,8 @@ pub(crate) struct Reply {
     pub user_message: Option<String>,
     pub exec_start: i64,
     pub exec_end: i64,
+    /// The worker's note that the submitter's runtime differs (but may work).
+    pub warning: Option<String>,
 }
 
 /// A running worker that has answered `init`.
@@ -168,7 +170,11 @@ impl WorkerProcess {
     /// Start a worker and wait until it is ready for tasks.
     pub(crate) async fn start(settings: &WorkerSettings) -> Result<Self, WorkerError> {
         let cmd = &settings.command;
-        let mut child = Command::new(&cmd.program)
+        let mut std_cmd = std::process::Command::new(&cmd.program);
+        // A worker must not outlive its engine: if the user endpoint (or the worker manager)
+        // dies without stopping it, the kernel kills the worker (PR_SET_PDEATHSIG).
+        gc_sys::parent_death_signal_before_exec(&mut std_cmd, nix::libc::SIGKILL);
+        let mut child = Command::from(std_cmd)
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -280,12 +286,14 @@ impl WorkerProcess {
         task_buffer: &str,
         result_serializers: &[String],
         environment: &BTreeMap<String, String>,
+        user_runtime: Option<&Map<String, Value>>,
     ) -> Result<Reply, WorkerError> {
         let pid = self.pid;
         let header = ToWorker::Task {
             task_id,
             result_serializers,
             environment,
+            user_runtime,
         };
         if let Err(e) = frame::write_frame(&mut self.stdin, &header, task_buffer.as_bytes()).await {
             return Err(match e {
@@ -311,6 +319,7 @@ impl WorkerProcess {
             user_message,
             exec_start,
             exec_end,
+            warning,
         } = header
         else {
             return Err(self.protocol_error(format!("unexpected {header:?}")).await);
@@ -339,6 +348,7 @@ impl WorkerProcess {
             user_message,
             exec_start,
             exec_end,
+            warning,
         })
     }
 

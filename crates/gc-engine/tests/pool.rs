@@ -102,6 +102,7 @@ fn request(case: &str) -> TaskRequest {
         task_buffer: payload(case),
         result_serializers: Vec::new(),
         resource_specification: Default::default(),
+        user_runtime: None,
     }
 }
 
@@ -239,8 +240,9 @@ async fn killed_worker_fails_its_task_and_is_replaced() {
     assert_eq!(e.code, "RemoteExecutionError");
     let expected = format!(
         "{}\nWorkerLost: worker process {pid} was killed by signal 9 (SIGKILL) while running \
-         this task\n{}",
+         this task (on host {})\n{}",
         "+".repeat(68),
+        hostname::get().unwrap().to_string_lossy(),
         "-".repeat(68)
     );
     assert_eq!(lost.data, expected);

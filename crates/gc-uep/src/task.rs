@@ -89,6 +89,16 @@ fn resource_specification(text: Option<String>) -> Result<Map<String, Value>, St
     })
 }
 
+/// `user_runtime` (ours: the service adds the submitter's runtime as JSON text): an object,
+/// else none — a missing or unusable one only skips the worker's runtime check.
+fn user_runtime(headers: Option<&FieldTable>) -> Option<Map<String, Value>> {
+    let text = string_header(headers, "user_runtime").ok().flatten()?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(m)) if !m.is_empty() => Some(m),
+        _ => None,
+    }
+}
+
 /// The function and task ids of a delivery's headers, for audit records (empty when absent or
 /// unusable).
 pub(crate) fn ids(headers: Option<&FieldTable>) -> (String, String) {
@@ -145,6 +155,7 @@ pub(crate) fn decide(
         task_buffer,
         result_serializers,
         resource_specification,
+        user_runtime: user_runtime(headers),
     })
 }
 
