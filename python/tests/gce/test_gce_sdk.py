@@ -6,25 +6,15 @@ throwaway user) -> a user endpoint whose engine is gc-htex -> a LocalProvider bl
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-_SVC_CONFTEST = Path(__file__).resolve().parents[1] / "service" / "conftest.py"
-if "gcrs_service_conftest" in sys.modules:
-    svc = sys.modules["gcrs_service_conftest"]
-else:
-    _spec = importlib.util.spec_from_file_location("gcrs_service_conftest", _SVC_CONFTEST)
-    svc = importlib.util.module_from_spec(_spec)
-    sys.modules["gcrs_service_conftest"] = svc
-    _spec.loader.exec_module(svc)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gce_support import by_value, gce_site, require_slurm  # noqa: E402
 
 from globus_compute_sdk import Executor  # noqa: E402
 from globus_compute_sdk.errors import TaskExecutionFailed  # noqa: E402
@@ -64,65 +54,11 @@ engine:
 """
 
 
-def manager_bin() -> Path:
-    """``gc-worker-manager`` from ``GCRS_BIN_DIR``, else beside our endpoint binary."""
-    explicit = os.environ.get("GCRS_BIN_DIR")
-    base = Path(explicit) if explicit else Path(svc.endpoint_bin()).parent
-    return base / "gc-worker-manager"
-
-
-class GceEndpoint(svc.OurEndpoint):
-    """Our endpoint with the GlobusComputeEngine template, and ``gc-worker-manager`` copied
-    beside the copied endpoint binary (where the user endpoint looks for it first)."""
-
-    NAME = "gcrs-gce-ep"
-
-    def __init__(self, client: dict):
-        super().__init__(client)
-        (self.ep_dir / "user_config_template.yaml.j2").write_text(TEMPLATE)
-        bindir = self.root / "bin"
-        bindir.mkdir(exist_ok=True)
-        shutil.copy2(manager_bin(), bindir / "gc-worker-manager")
-        (bindir / "gc-worker-manager").chmod(0o755)
-        bindir.chmod(0o755)
-        if self.user:
-            subprocess.run(["chown", "-R", self.user, str(self.home)], check=True)
-
-
 @pytest.fixture(scope="module")
 def gce(request, port_5000):
-    """Service (SQLite) + client + our endpoint; yields the endpoint id. Logs are kept in
-    /tmp/gcrs-gce-tests-* when a test failed."""
-    if not manager_bin().is_file():
-        pytest.fail(f"{manager_bin()} is missing: run cargo build --workspace")
-    workdir = Path(tempfile.mkdtemp(prefix="gcrs-gce-tests-"))
-    failed_before = request.session.testsfailed
-    vhost = svc.Vhost()
-    db = svc.Database("sqlite", workdir)
-    service = svc.Service(db, vhost, workdir)
-    endpoint = None
-    saved = dict(os.environ)
-    try:
-        service.start()
-        client = service.create_client("gce")
-        os.environ.update(svc._sdk_env(client, workdir / "sdk"))
-        Executor._default_task_group_id = None
-        endpoint = GceEndpoint(client)
-        endpoint.start()
+    """Service (SQLite) + client + our endpoint; yields the endpoint id."""
+    with gce_site(request, TEMPLATE, "gcrs-gce-tests-") as endpoint:
         yield endpoint.endpoint_id
-    finally:
-        failed = request.session.testsfailed > failed_before
-        if endpoint:
-            endpoint.cleanup(keep_logs_in=workdir if failed else None)
-        service.stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        db.drop()
-        vhost.delete()
-        if failed:
-            print(f"\ngc-gce test logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def executor(endpoint_id: str, slurm: bool = False, retries: int = 0) -> Executor:
@@ -133,8 +69,7 @@ def executor(endpoint_id: str, slurm: bool = False, retries: int = 0) -> Executo
 
 
 # Functions in a namespace named "__main__", so dill ships them by value.
-_FUNCS = {"__name__": "__main__"}
-exec(
+_FUNCS = by_value(
     """
 def double(x):
     return 2 * x
@@ -156,8 +91,7 @@ def die_once(marker):
         open(marker, "w").close()
         os.kill(os.getpid(), 9)
     return "survived"
-""",
-    _FUNCS,
+"""
 )
 double = _FUNCS["double"]
 boom = _FUNCS["boom"]
@@ -198,21 +132,8 @@ def test_a_killed_worker_is_retried_with_max_retries_on_system_failure(gce):
             os.unlink(marker)
 
 
-def _slurm_up() -> bool:
-    try:
-        out = subprocess.run(
-            ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "alloc"))
-
-
 def test_slurm_provider_runs_tasks_in_a_batch_job(gce):
-    if not _slurm_up():
-        if os.environ.get("GCRS_REQUIRE_SLURM"):
-            pytest.fail("GCRS_REQUIRE_SLURM is set but no Slurm node is up (run scripts/slurm.sh)")
-        pytest.skip("no Slurm node is up (run scripts/slurm.sh)")
+    require_slurm()
     with executor(gce, slurm=True) as ex:
         futures = [ex.submit(double, i) for i in range(10)]
         assert [f.result(timeout=120) for f in futures] == [2 * i for i in range(10)]
