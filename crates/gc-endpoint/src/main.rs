@@ -14,6 +14,7 @@ mod pyfmt;
 mod pyyaml;
 mod service;
 mod texttable;
+mod token_store;
 
 fn main() -> std::process::ExitCode {
     cli::run(std::env::args_os().skip(1).collect())

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::click::CliError;
+use crate::token_store::{self, StoredToken, TokenStore};
 
 /// The compute scope every compute call needs.
-const COMPUTE_SCOPE: &str =
+pub const COMPUTE_SCOPE: &str =
     "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all";
 
 /// Why a service call failed.
@@ -115,16 +116,18 @@ pub fn environment_name(local_compute_services: bool, config_env: Option<&str>) 
 }
 
 /// The scopes `whoami` and the auth-policy helpers need on `auth.globus.org`.
-const AUTH_SCOPES: &str = "openid urn:globus:auth:scope:auth.globus.org:manage_projects";
+pub const AUTH_SCOPES: &str = "openid urn:globus:auth:scope:auth.globus.org:manage_projects";
 
-/// A client identity (`GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET`) and an HTTP client for one
-/// environment's Auth service.
+/// A client identity (`GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET`, else the stored login) and an
+/// HTTP client for one environment's Auth service. Tokens are cached in the token store
+/// (`storage.db`) under the identity's namespace.
 pub struct Session {
     http: reqwest::blocking::Client,
     auth: String,
     environment: String,
     id: String,
     secret: String,
+    namespace: String,
 }
 
 fn http_error(e: reqwest::Error) -> ServiceError {
@@ -164,16 +167,70 @@ fn client_identity() -> Result<(String, String), ServiceError> {
         (None, Some(_)) => Err(ServiceError::Setup(
             "Both GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET must be set to use a client identity. Either set both environment variables, or unset them to use a normal login.".into(),
         )),
-        _ => Err(ServiceError::Setup(
-            "Interactive Globus login is not available in this build; set GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET to use a client identity.".into(),
-        )),
+        _ => Err(ServiceError::Setup(NOT_LOGGED_IN.into())),
     }
 }
 
+/// Neither a client identity in the environment nor a stored login.
+pub const NOT_LOGGED_IN: &str = "Not logged in: run `globus-compute-endpoint login`, or set GLOBUS_COMPUTE_CLIENT_ID and GLOBUS_COMPUTE_CLIENT_SECRET to use a client identity.";
+
+/// The client identity from the environment, else the one a `login` stored in the token
+/// store (namespace `user/<environment>`), with the namespace its tokens are kept under.
+pub fn resolve_identity(environment: &str) -> Result<(String, String, String), ServiceError> {
+    match client_identity() {
+        Ok((id, secret)) => {
+            let ns = token_store::namespace(environment, Some(&id));
+            Ok((id, secret, ns))
+        }
+        Err(e) if client_identity_half_set() => Err(e),
+        Err(e) => {
+            let ns = token_store::namespace(environment, None);
+            let stored = TokenStore::open_existing(&crate::compute_dir::compute_dir())
+                .map_err(|e| ServiceError::Setup(e.to_string()))?
+                .map(|store| store.identity(&ns))
+                .transpose()
+                .map_err(|e| ServiceError::Setup(e.to_string()))?
+                .flatten();
+            match stored {
+                Some((id, secret)) => Ok((id, secret, ns)),
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// The identity a core endpoint registers with when `GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET`
+/// are unset: the one `login` stored for the configuration's environment.
+pub fn stored_mep_credentials(
+    config: &gc_config::CoreEndpointConfig,
+) -> Option<gc_mep::ClientCredentials> {
+    let env = environment_name(
+        config.base.local_compute_services,
+        config.base.environment.as_deref(),
+    );
+    let store = TokenStore::open_existing(&crate::compute_dir::compute_dir()).ok()??;
+    let (client_id, client_secret) = store.identity(&token_store::namespace(&env, None)).ok()??;
+    Some(gc_mep::ClientCredentials {
+        client_id,
+        client_secret,
+    })
+}
+
 impl Session {
-    /// The client identity from the environment, for `environment`'s Auth service.
+    /// The client identity from the environment, else the stored login, for `environment`'s
+    /// Auth service.
     pub fn from_env(environment: &str) -> Result<Self, ServiceError> {
-        let (id, secret) = client_identity()?;
+        let (id, secret, namespace) = resolve_identity(environment)?;
+        Self::with_identity(environment, id, secret, namespace)
+    }
+
+    /// A session for the given identity, its tokens cached under `namespace`.
+    pub fn with_identity(
+        environment: &str,
+        id: String,
+        secret: String,
+        namespace: String,
+    ) -> Result<Self, ServiceError> {
         let timeout = std::env::var("GLOBUS_SDK_HTTP_TIMEOUT")
             .ok()
             .and_then(|t| t.parse::<f64>().ok())
@@ -196,11 +253,128 @@ impl Session {
             environment: environment.to_string(),
             id,
             secret,
+            namespace,
         })
     }
 
-    /// A client-credentials access token for `scope`.
+    /// The client id of this identity.
+    pub fn client_id(&self) -> &str {
+        &self.id
+    }
+
+    /// A usable cached token for `scope`, if the store has one.
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let store = TokenStore::open_existing(&crate::compute_dir::compute_dir()).ok()??;
+        let now = token_store::now();
+        store
+            .tokens(&self.namespace)
+            .ok()?
+            .into_iter()
+            .find(|t| t.usable_for(scope, now))
+            .map(|t| t.access_token)
+    }
+
+    /// Whether the store lacks a token for any of `scopes` (expired ones count as present
+    /// when the identity is stored: they are renewed on use, as refresh tokens are upstream).
+    pub fn login_required(&self, scopes: &[&str]) -> bool {
+        let Ok(Some(store)) = TokenStore::open_existing(&crate::compute_dir::compute_dir()) else {
+            return true;
+        };
+        let Ok(tokens) = store.tokens(&self.namespace) else {
+            return true;
+        };
+        let renewable = matches!(store.identity(&self.namespace), Ok(Some(_)));
+        let now = token_store::now();
+        !scopes.iter().all(|scope| {
+            tokens.iter().any(|t| {
+                if renewable {
+                    t.covers(scope)
+                } else {
+                    t.usable_for(scope, now)
+                }
+            })
+        })
+    }
+
+    /// Obtain tokens for the compute and Auth scopes and store them; with `keep_identity`
+    /// also store the identity itself (a login without the environment variables).
+    pub fn login(&self, keep_identity: bool) -> Result<Vec<StoredToken>, ServiceError> {
+        let mut all = Vec::new();
+        for scope in [COMPUTE_SCOPE, AUTH_SCOPES] {
+            let v = self.token_response(scope)?;
+            all.extend(token_store::tokens_of_response(&v, token_store::now()));
+        }
+        let store = TokenStore::open(&crate::compute_dir::compute_dir())
+            .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        store
+            .store_tokens(&self.namespace, &all)
+            .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        if keep_identity {
+            store
+                .set_identity(&self.namespace, &self.id, &self.secret)
+                .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        }
+        Ok(all)
+    }
+
+    /// Revoke every token stored for this identity at the Auth service and remove them (and
+    /// a stored identity) from the store. Returns how many tokens were removed.
+    pub fn logout(&self) -> Result<usize, ServiceError> {
+        let Some(store) = TokenStore::open_existing(&crate::compute_dir::compute_dir())
+            .map_err(|e| ServiceError::Setup(e.to_string()))?
+        else {
+            return Ok(0);
+        };
+        let tokens = store
+            .remove_namespace(&self.namespace)
+            .map_err(|e| ServiceError::Setup(e.to_string()))?;
+        for t in &tokens {
+            // A token the service no longer knows is as good as revoked.
+            let resp = self
+                .http
+                .post(format!("{}v2/oauth2/token/revoke", self.auth))
+                .basic_auth(&self.id, Some(&self.secret))
+                .form(&[("token", t.access_token.as_str())])
+                .send()
+                .map_err(http_error)?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                let text = resp.text().map_err(http_error)?;
+                return Err(ServiceError::Auth {
+                    status,
+                    code: auth_code(&text),
+                    text,
+                });
+            }
+        }
+        Ok(tokens.len())
+    }
+
+    /// An access token for `scope`: a usable stored one, else a new client-credentials
+    /// token (stored for the next command; a store that cannot be written is not an error).
     pub fn token(&self, scope: &str) -> Result<String, ServiceError> {
+        if let Some(t) = self.cached_token(scope) {
+            return Ok(t);
+        }
+        let v = self.token_response(scope)?;
+        if let Ok(store) = TokenStore::open(&crate::compute_dir::compute_dir()) {
+            let _ = store.store_tokens(
+                &self.namespace,
+                &token_store::tokens_of_response(&v, token_store::now()),
+            );
+        }
+        v.get("access_token")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| ServiceError::Auth {
+                status: 200,
+                code: "Error".into(),
+                text: v.to_string(),
+            })
+    }
+
+    /// The token endpoint's answer to a client-credentials grant for `scope`.
+    fn token_response(&self, scope: &str) -> Result<Value, ServiceError> {
         let resp = self
             .http
             .post(format!("{}v2/oauth2/token", self.auth))
@@ -219,11 +393,7 @@ impl Session {
         }
         serde_json::from_str::<Value>(&text)
             .ok()
-            .and_then(|v| {
-                v.get("access_token")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
+            .filter(|v| v.get("access_token").is_some_and(Value::is_string))
             .ok_or_else(|| ServiceError::Auth {
                 status,
                 code: "Error".into(),

@@ -1,10 +1,18 @@
 //! `login [--force]`, `logout [--force]`, `whoami [--linked-identities]` (ENDPOINT.md
-//! §1.4.9) with a client identity (`GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET`, PROTOCOL-SDK §2).
+//! §1.4.9) against the service, with the token store of upstream (`storage.db`, see
+//! [`crate::token_store`]).
 //!
-//! This build keeps no token store: every command that needs the service fetches fresh
-//! client-credentials tokens. So `login` checks that the identity can obtain tokens for the
-//! compute and Auth scopes, and `logout` has nothing cached to revoke. Interactive (browser)
-//! logins are not offered.
+//! * With `GLOBUS_COMPUTE_CLIENT_ID` / `_SECRET` set (PROTOCOL-SDK §2), `login` obtains
+//!   client-credentials tokens for the compute and Auth scopes and stores them under
+//!   `clientprofile/<env>/<client id>`, as upstream's client login does.
+//! * Without them, upstream runs the browser login flow. Our service issues tokens only to
+//!   client identities, so `login` asks for a client ID and secret instead (on the terminal,
+//!   the secret without echo; or two lines on standard input), checks them by obtaining
+//!   tokens, and stores the identity and its tokens under `user/<env>`. Every later command
+//!   (`start`, `stop --remote`, `delete`, `whoami`, ...) uses the stored login when the
+//!   environment variables are unset.
+//! * `logout` revokes the stored tokens at the service and removes them (and a stored
+//!   identity) from the store.
 
 use serde_json::Value;
 
@@ -13,8 +21,9 @@ use crate::commands::common::{HelpOnly, parse};
 use crate::commands::list::endpoint_rows;
 use crate::compute_dir;
 use crate::console;
-use crate::service::{self, ServiceError, Session};
+use crate::service::{self, AUTH_SCOPES, COMPUTE_SCOPE, ServiceError, Session};
 use crate::texttable;
+use crate::token_store;
 
 const LOGIN_USAGE: Usage = Usage {
     command_path: "globus-compute-endpoint login",
@@ -67,12 +76,93 @@ pub fn run_login(argv: &[String]) -> CmdResult {
     if args.help.apply(LOGIN_HELP) {
         return Ok(());
     }
-    let session = Session::from_env(&environment()).map_err(ServiceError::into_cli)?;
-    session
-        .compute()
-        .and_then(|_| session.auth())
+    let env = environment();
+    match service::resolve_identity(&env) {
+        Ok((id, secret, namespace)) => {
+            let stored_login = namespace == token_store::namespace(&env, None);
+            let session = Session::with_identity(&env, id, secret, namespace)
+                .map_err(ServiceError::into_cli)?;
+            if !args.force && !session.login_required(&[COMPUTE_SCOPE, AUTH_SCOPES]) {
+                console::info("Already logged in. Use --force to run login flow anyway");
+                return Ok(());
+            }
+            if !stored_login {
+                session.login(false).map_err(ServiceError::into_cli)?;
+                return Ok(());
+            }
+        }
+        Err(e) if service::client_identity_half_set() => return Err(e.into_cli()),
+        Err(_) => {}
+    }
+    let (id, secret) = prompt_identity()?;
+    let session = Session::with_identity(&env, id, secret, token_store::namespace(&env, None))
         .map_err(ServiceError::into_cli)?;
+    session.login(true).map_err(ServiceError::into_cli)?;
+    console::info(&format!(
+        "Logged in as client {}; credentials stored in {}",
+        session.client_id(),
+        compute_dir::compute_dir()
+            .join(token_store::FILE_NAME)
+            .display()
+    ));
     Ok(())
+}
+
+/// One line of standard input without its line ending; `None` at end of input.
+fn read_line() -> Result<Option<String>, CliError> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(line.trim_end_matches(['\r', '\n']).to_string())),
+        Err(e) => Err(CliError::Click(format!("reading standard input: {e}"))),
+    }
+}
+
+/// Ask for a client ID and secret (the secret without echo on a terminal); end of input is
+/// `Aborted!`, as at Click's prompts.
+fn prompt_identity() -> Result<(String, String), CliError> {
+    use std::io::{IsTerminal, Write};
+    eprintln!(
+        "This service issues tokens to client identities only; enter the ID and secret of one\n(an operator creates them with `gc-service client create`)."
+    );
+    let ask = |label: &str, hide: bool| -> Result<String, CliError> {
+        loop {
+            eprint!("{label}: ");
+            let _ = std::io::stderr().flush();
+            let stdin = std::io::stdin();
+            let saved = if hide && stdin.is_terminal() {
+                rustix::termios::tcgetattr(&stdin).ok()
+            } else {
+                None
+            };
+            if let Some(t) = &saved {
+                let mut quiet = t.clone();
+                quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+                let _ = rustix::termios::tcsetattr(
+                    &stdin,
+                    rustix::termios::OptionalActions::Now,
+                    &quiet,
+                );
+            }
+            let line = read_line();
+            if let Some(t) = &saved {
+                let _ =
+                    rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, t);
+                eprintln!();
+            }
+            match line? {
+                None => {
+                    eprintln!();
+                    return Err(CliError::Aborted);
+                }
+                Some(v) if v.trim().is_empty() => continue,
+                Some(v) => return Ok(v.trim().to_string()),
+            }
+        }
+    };
+    let id = ask("Client ID", false)?;
+    let secret = ask("Client Secret", true)?;
+    Ok((id, secret))
 }
 
 /// Run `logout`.
@@ -93,12 +183,17 @@ pub fn run_logout(argv: &[String]) -> CmdResult {
         ));
         return Ok(());
     }
-    // Only a half-configured client identity is an error; there are no cached tokens.
-    match Session::from_env(&environment()) {
-        Err(e @ ServiceError::Setup(_)) if service::client_identity_half_set() => {
-            return Err(e.into_cli());
+    // Only a half-configured client identity is an error; without any identity nothing is
+    // stored that could be revoked.
+    let env = environment();
+    match service::resolve_identity(&env) {
+        Ok((id, secret, namespace)) => {
+            Session::with_identity(&env, id, secret, namespace)
+                .and_then(|s| s.logout())
+                .map_err(ServiceError::into_cli)?;
         }
-        _ => {}
+        Err(e) if service::client_identity_half_set() => return Err(e.into_cli()),
+        Err(_) => {}
     }
     console::info("Logout succeeded and all cached credentials were revoked");
     Ok(())
