@@ -19,6 +19,10 @@ pub enum UepError {
     /// A configuration value this runtime cannot honour.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// `high_assurance: true` with an engine that is not HA compliant (GlobusComputeEngine
+    /// without `encrypted`); the reason is logged as CRITICAL first, as upstream does.
+    #[error("Engine configuration is not High Assurance compliant.  Endpoint will not start.")]
+    NotHighAssurance(String),
     /// The unacked-result store could not be opened.
     #[error("Failed to initialize the result storage.  ({0})")]
     Store(#[from] StoreError),

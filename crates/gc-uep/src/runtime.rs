@@ -99,6 +99,12 @@ pub async fn run(
         }
         None => None,
     };
+    if config.base.high_assurance
+        && let Err(why) = config.engine.assert_ha_compliant()
+    {
+        tracing::error!("Engine configuration is not High Assurance compliant:\n{why}");
+        return Err(UepError::NotHighAssurance(why));
+    }
     if let Some(command) = config.endpoint_setup.as_deref() {
         crate::setup::endpoint_setup(command, &options.endpoint_dir).await?;
     }
@@ -199,12 +205,20 @@ pub async fn run(
                         }
                         Decision::Run(request) => {
                             let task_id = request.task_id;
-                            match engine.submit(request) {
+                            let task_audit = audit
+                                .clone()
+                                .map(|a| Arc::new(audit::TaskAudit::new(a, fid, tid)));
+                            // GlobusComputeEngine reports the block a task is sent to (RUNNING).
+                            let on_placed = task_audit.clone().map(|t| -> gc_htex::PlacementHook {
+                                Box::new(move |p: &gc_htex::Placement| t.running(&p.block_id, p.job_id.as_deref()))
+                            });
+                            match engine.submit_placed(request, on_placed) {
                                 Ok(handle) => {
                                     subscriber.handed_off(token);
-                                    audit_rec(&fid, &tid, AuditState::ExecStart, None);
-                                    let done = audit.clone().map(|a| (a, fid, tid));
-                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone(), done));
+                                    if let Some(t) = &task_audit {
+                                        t.exec_start();
+                                    }
+                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone(), task_audit));
                                 }
                                 Err(e) => {
                                     // Not acknowledged: the broker redelivers it later.
@@ -386,23 +400,20 @@ fn keep(store: &UnackedStore, task_id: Uuid, body: &[u8]) {
     }
 }
 
-/// The audit writer and the function and task ids of a task, for its `EXEC_END` record.
-type AuditEnd = (Arc<AuditWriter>, String, String);
-
 /// Awaits one task's result and queues it.
 async fn forward(
     handle: AnyHandle,
     tx: mpsc::UnboundedSender<ResultMsg>,
     store: UnackedStore,
-    audit: Option<AuditEnd>,
+    audit: Option<Arc<audit::TaskAudit>>,
 ) {
     let task_id = handle.task_id();
     let result = match handle.await {
         Ok(r) => r,
         Err(e) => task::unknown_failure(task_id, "EngineError", &e.to_string()),
     };
-    if let Some((audit, fid, tid)) = audit {
-        let _ = audit.write(&fid, &tid, AuditState::ExecEnd, None);
+    if let Some(audit) = audit {
+        audit.exec_end();
     }
     queue_result(&tx, &store, &result);
 }

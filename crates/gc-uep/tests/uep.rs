@@ -744,3 +744,121 @@ async fn audit_records_for_a_task_and_a_refused_function() {
     );
     assert_eq!(packets.len(), 6, "{packets:#?}");
 }
+
+/// `target/<profile>/` holding `gc-worker-manager` (built with the workspace).
+fn manager_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_owned();
+    assert!(
+        dir.join("gc-worker-manager").is_file(),
+        "{}/gc-worker-manager is missing: cargo build -p gc-htex",
+        dir.display()
+    );
+    dir
+}
+
+/// HA audit with GlobusComputeEngine (ENDPOINT §4.10): a `RUNNING` record names the block and
+/// job the task went to, and `EXEC_END` carries them too; a high-assurance configuration
+/// whose GlobusComputeEngine is not `encrypted` does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_running_record_names_the_block_of_a_globus_compute_engine_task() {
+    use std::io::Read;
+    use std::os::fd::IntoRawFd;
+    let bin = manager_dir();
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = format!(
+        "high_assurance: true\nheartbeat_period: 5\nengine:\n  type: GlobusComputeEngine\n  \
+         address: 127.0.0.1\n  max_workers_per_node: 1\n  provider:\n    type: LocalProvider\n    \
+         worker_init: \"export PATH={}:$PATH\"\n",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    // Not encrypted: refused before anything starts.
+    let plain = config_text.replace("  address:", "  encrypted: false\n  address:");
+    let stdin = service.stdin(&vhost.url(), &plain);
+    let refused = gc_uep::run(
+        &stdin,
+        &uep_config(&plain),
+        options(dir.path()),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("not HA compliant");
+    assert_eq!(
+        refused.to_string(),
+        "Engine configuration is not High Assurance compliant.  Endpoint will not start."
+    );
+    assert!(
+        !dir.path().join("submit_scripts").exists(),
+        "a block was submitted"
+    );
+
+    let mut stdin = service.stdin(&vhost.url(), &config_text);
+    let (read, write) = gc_sys::packet_pipe().expect("packet pipe");
+    stdin.audit_fd = Some(write.into_raw_fd());
+    let payloads = payloads();
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let config = uep_config(&config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let results = service.results(1).await;
+    assert_eq!(
+        decode(&results[0]),
+        json!({"value": 3}),
+        "{}",
+        results[0].data
+    );
+    stop_tx.send(()).expect("UEP still running");
+    let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(matches!(stopped, Stopped::Requested), "{stopped:?}");
+
+    let mut pipe = std::fs::File::from(read);
+    let mut packets = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = pipe.read(&mut buf).expect("read the audit pipe");
+        if n == 0 {
+            break;
+        }
+        packets.push(String::from_utf8(buf[..n].to_vec()).expect("UTF-8 record"));
+    }
+    let prefix = format!("fid={ALLOWED_FN} tid={add} ");
+    let ours: Vec<&str> = packets
+        .iter()
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .collect();
+    let [received, start, running, end] = ours.as_slice() else {
+        panic!("{packets:#?}");
+    };
+    assert_eq!(*received, "bid= RECEIVED");
+    assert_eq!(*start, "bid= EXEC_START");
+    // LocalProvider's job id is the block's process id.
+    let job = running
+        .strip_prefix("bid=0 jid=")
+        .and_then(|r| r.strip_suffix(" RUNNING"))
+        .unwrap_or_else(|| panic!("{running:?}"));
+    assert!(
+        !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit()),
+        "{running}"
+    );
+    assert_eq!(*end, format!("bid=0 jid={job} EXEC_END"));
+}
