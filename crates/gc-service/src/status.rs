@@ -402,6 +402,7 @@ async fn load(state: &AppState, now: f64) -> Result<View, StoreError> {
     })
 }
 
+/// "5 s ago" with the absolute time as its tooltip, as HTML.
 fn when(t: Option<f64>, now: f64) -> String {
     let Some(t) = t else {
         return "never".into();
@@ -417,8 +418,12 @@ fn when(t: Option<f64>, now: f64) -> String {
         format!("{:.0} days ago", ago / 86400.0)
     };
     match chrono::DateTime::from_timestamp(t as i64, 0) {
-        Some(d) => format!("{age} ({})", d.format("%Y-%m-%d %H:%M:%S UTC")),
-        None => age,
+        Some(d) => format!(
+            "<span class=\"age\" title=\"{}\">{}</span>",
+            d.format("%Y-%m-%d %H:%M:%S UTC"),
+            escape(&age)
+        ),
+        None => escape(&age),
     }
 }
 
@@ -441,7 +446,7 @@ code{font-size:12px;color:#57606a}
 .online,.running{background:#2da44e}.offline,.stopped{background:#8c959f}
 .failed{background:#cf222e}.starting,.stopping{background:#bf8700}
 .num{text-align:right;font-variant-numeric:tabular-nums}
-.err{color:#a40e26}.muted{color:#57606a}
+.err{color:#a40e26}.muted{color:#57606a}.age{white-space:nowrap}
 ";
 
 fn badge(state: &str) -> String {
@@ -536,7 +541,7 @@ fn render(v: &View, now: f64) -> String {
                 },
                 badge(if e.online { "online" } else { "offline" }),
                 escape(&e.owner),
-                escape(&when(e.last_heartbeat, now)),
+                when(e.last_heartbeat, now),
                 e.recent.received,
                 e.recent.succeeded,
                 e.recent.failed,
@@ -555,7 +560,7 @@ fn render(v: &View, now: f64) -> String {
                     },
                     badge(u.state),
                     escape(&u.user),
-                    escape(&when(u.last_heartbeat, now)),
+                    when(u.last_heartbeat, now),
                     u.pending,
                 );
             }
@@ -577,7 +582,7 @@ fn render(v: &View, now: f64) -> String {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
-                escape(&when(e.at, now)),
+                when(e.at, now),
                 escape(&e.endpoint),
                 escape(&e.what),
                 escape(&e.text)
