@@ -246,6 +246,12 @@ fn exec_uep(
     let log2 = log
         .try_clone()
         .map_err(|e| fail(ctx.rung(80), "OSError", e.to_string()))?;
+    if prepared.debug {
+        // Rung 17: the configuration dump (ENDPOINT §3.7 step 6), secrets redacted.
+        (&log)
+            .write_all(uep::config_dump(&prepared.config, chrono::Local::now()).as_bytes())
+            .map_err(|e| fail(ctx.rung(81), "OSError", e.to_string()))?;
+    }
     // Close-on-exec: only the copy at descriptor 0 may reach the UEP.
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| fail(ctx.rung(77), "OSError", e.to_string()))?;

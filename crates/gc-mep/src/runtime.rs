@@ -559,6 +559,18 @@ impl Mep {
                 });
             }
         };
+        if prepared.debug {
+            // The configuration dump (ENDPOINT §3.7 step 6), secrets redacted.
+            use std::io::Write as _;
+            let dump = uep::config_dump(&prepared.config, chrono::Local::now());
+            if let Err(e) = (&log).write_all(dump.as_bytes()) {
+                return fail(uep::PrepareError {
+                    code: 81,
+                    kind: "OSError".into(),
+                    message: e.to_string(),
+                });
+            }
+        }
         let log2 = match log.try_clone() {
             Ok(f) => f,
             Err(e) => {

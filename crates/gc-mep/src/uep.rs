@@ -26,6 +26,95 @@ pub struct Prepared {
     pub log_path: PathBuf,
     /// The stdin document (§5.4).
     pub stdin: Vec<u8>,
+    /// The rendered configuration has `debug: true`: [`config_dump`] goes to the log first.
+    pub debug: bool,
+    /// The rendered configuration (the stdin document's `config`).
+    pub config: String,
+}
+
+/// Is `key` (a YAML mapping key, possibly nested) the name of a secret?
+fn secret_key(key: &str) -> bool {
+    let k = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`, everywhere in `line`.
+fn redact_url_passwords(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                    out.push_str(&authority[at..]);
+                }
+                None => out.push_str(authority),
+            },
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The debug dump of the rendered configuration the bootstrap writes to the UEP log before
+/// exec when the configuration has `debug: true` (ENDPOINT §3.7 step 6), with secrets
+/// redacted: the value of any key naming a password, secret, token, credential or private
+/// key, and the password of any `scheme://user:password@host` URL, become `***`.
+#[must_use]
+pub fn config_dump(config: &str, now: chrono::DateTime<chrono::Local>) -> String {
+    let lines: Vec<&str> = config.split('\n').collect();
+    let n = lines.len();
+    let count = {
+        let digits = n.to_string();
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        grouped
+    };
+    let mut out = format!(
+        "{} DEBUG UserEndpointProcess_Bootstrap(PreExec) Endpoint Begin Compute endpoint \
+         configuration ({count} lines):\n",
+        now.format("%Y-%m-%d %H:%M:%S,%6f")
+    );
+    for line in lines {
+        let shown = match line.split_once(':') {
+            Some((key, value))
+                if secret_key(key.trim_start_matches([' ', '-'])) && !value.trim().is_empty() =>
+            {
+                format!("{key}: ***")
+            }
+            _ => redact_url_passwords(line),
+        };
+        out.push_str("  | ");
+        out.push_str(&shown);
+        out.push('\n');
+    }
+    out.push_str("End Compute endpoint configuration\n");
+    out
 }
 
 /// A failed preparation: the rung of §5.5 (same user) and the Python-style exception.
@@ -382,6 +471,7 @@ pub fn prepare_with(
         "GLOBUS_COMPUTE_LOG_PATH".into(),
         log_path.display().to_string(),
     );
+    let rendered_for_dump = rendered.clone();
     let stdin = UepStdin {
         amqp_creds: ctx
             .credential_key
@@ -419,6 +509,8 @@ pub fn prepare_with(
         uep_dir,
         log_path,
         stdin,
+        debug: uep.base.debug,
+        config: rendered_for_dump,
     })
 }
 
@@ -610,6 +702,34 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, 77);
+    }
+
+    #[test]
+    fn config_dump_counts_lines_and_redacts_secrets() {
+        let at = chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 11, 22, 18, 12, 50)
+            .single()
+            .unwrap();
+        let text = "high_assurance: true\ndebug: true\nengine:\n  type: ThreadPoolEngine\n  \
+                    password: hunter2\n  api_token: abc\n  url: amqp://u:pw@h:5671/v\n  note: ok";
+        let dump = config_dump(text, at);
+        assert!(
+            dump.starts_with(
+                "2026-11-22 18:12:50,000000 DEBUG UserEndpointProcess_Bootstrap(PreExec) Endpoint \
+                 Begin Compute endpoint configuration (8 lines):\n  | high_assurance: true\n"
+            ),
+            "{dump}"
+        );
+        assert!(dump.contains("  |   password: ***\n"), "{dump}");
+        assert!(dump.contains("  |   api_token: ***\n"), "{dump}");
+        assert!(
+            dump.contains("  |   url: amqp://u:***@h:5671/v\n"),
+            "{dump}"
+        );
+        assert!(dump.contains("  |   note: ok\n"), "{dump}");
+        assert!(!dump.contains("hunter2") && !dump.contains("abc") && !dump.contains(":pw@"));
+        assert!(dump.ends_with("End Compute endpoint configuration\n"));
+        let long = "x\n".repeat(1233);
+        assert!(config_dump(&long, at).contains("(1,234 lines)"));
     }
 
     #[test]

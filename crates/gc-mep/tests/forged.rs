@@ -242,6 +242,7 @@ async fn mapped_root_mep_starts_nothing_for_forged_or_stale_commands() {
         urls: &urls,
         credentials: &credentials,
         python_version: "3.11.2",
+        takeover: false,
     })
     .await
     .expect("register");
