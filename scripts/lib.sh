@@ -28,7 +28,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Debian packages the build, the tests and the demo need; installed only when missing.
 ensure_packages() {
-    local want=(python3 python3-venv rabbitmq-server postgresql pkg-config gcc chromium chromium-driver)
+    local want=(python3 python3-venv rabbitmq-server postgresql pkg-config gcc chromium chromium-driver openmpi-bin)
     local missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
