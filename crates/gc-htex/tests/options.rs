@@ -3,7 +3,7 @@
 //! `drain_period`, `worker_debug`, `worker_logdir_root`, `run_in_sandbox`, and the Python /
 //! SDK versions managers report for heartbeats (`node_info`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -174,32 +174,27 @@ async fn memory_limits_workers_and_a_drained_manager_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     // 2 CPUs / 0.25 = 8 by cores, 4 by max_workers_per_node, 3 GB / 1 GB = 3 by memory.
     let yaml = "  max_workers_per_node: 4\n  cores_per_worker: 0.25\n  mem_per_worker: 1\n  \
-                drain_period: 3\n  job_status_kwargs:\n    strategy_period: 0.5\n  \
+                drain_period: 5\n  job_status_kwargs:\n    strategy_period: 0.5\n  \
                 provider:\n    type: LocalProvider\n    init_blocks: 1\n    min_blocks: 0\n    \
                 max_blocks: 1\n    worker_init: \"export PARSL_MEMORY_GB=3 PARSL_CORES=2\"\n";
     let engine = start(dir.path(), yaml).await;
-    let r = tokio::time::timeout(
-        Duration::from_secs(120),
-        engine.submit(request("add")).unwrap(),
-    )
-    .await
-    .expect("result in time")
-    .expect("result");
-    assert_eq!(decode(&r), json!({"value": 3}), "{}", r.data);
+    // The manager registers at once (its workers start in the background).
+    wait_for("the first manager", Duration::from_secs(60), || {
+        !engine.status().managers.is_empty()
+    })
+    .await;
     let first = engine.status().managers[0].clone();
     assert_eq!(first.workers, 3);
     assert_eq!(engine.global_state()["mem_per_worker"], json!(1.0));
 
-    // drain_period: the manager stops taking tasks after 3 s and leaves; nothing is lost.
+    // drain_period: the manager stops taking tasks 5 s after it started and leaves; nothing
+    // is lost, and tasks go to a new block.
     wait_for(
         "the manager to drain and leave",
-        Duration::from_secs(30),
-        || engine.status().managers.is_empty(),
+        Duration::from_secs(60),
+        || engine.status().managers.iter().all(|m| m.pid != first.pid),
     )
     .await;
-    let s = engine.status();
-    assert_eq!(s.lost_manager_tasks, 0);
-    // A new task gets a new block.
     let r = tokio::time::timeout(
         Duration::from_secs(120),
         engine.submit(request("add")).unwrap(),
@@ -209,9 +204,7 @@ async fn memory_limits_workers_and_a_drained_manager_is_replaced() {
     .expect("result");
     assert_eq!(decode(&r), json!({"value": 3}), "{}", r.data);
     let s = engine.status();
-    assert_eq!(s.blocks_submitted, 2);
-    assert_ne!(s.managers[0].pid, first.pid);
-    let pids: HashSet<u32> = [first.pid, s.managers[0].pid].into();
-    assert_eq!(pids.len(), 2);
+    assert_eq!(s.lost_manager_tasks, 0);
+    assert!(s.blocks_submitted >= 2, "{}", s.blocks_submitted);
     engine.shutdown().await;
 }
