@@ -742,6 +742,44 @@ mod tests {
         );
     }
 
+    fn engine(yaml: &str) -> Result<crate::HtexConfig, String> {
+        let text = format!(
+            "engine:\n  type: GlobusMPIEngine\n  provider:\n    type: LocalProvider\n    \
+             launcher:\n      type: SimpleLauncher\n{yaml}"
+        );
+        let cfg =
+            gc_config::UserEndpointConfig::from_yaml(&text, "t.yaml").map_err(|e| e.to_string())?;
+        crate::HtexConfig::from_engine_config(&cfg.engine, std::path::Path::new("/uep"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn engine_options() {
+        let c = engine("").unwrap();
+        assert_eq!(c.mpi_launcher, Some(MpiLauncher::Mpiexec));
+        assert_eq!(c.label, "GlobusMPIEngine");
+        assert_eq!(c.executor_label(), "GlobusMPIEngine-MPIExecutor");
+        assert!(c.encrypted);
+        // max_workers_per_block (default 1) workers, whatever the cores.
+        assert_eq!(c.max_workers_per_node, Some(1));
+        assert!(c.cores_per_worker < 1e-6);
+        let c = engine("  mpi_launcher: srun\n  max_workers_per_block: 3\n  label: m\n").unwrap();
+        assert_eq!(c.mpi_launcher, Some(MpiLauncher::Srun));
+        assert_eq!(c.executor_label(), "m-MPIExecutor");
+        assert_eq!(c.max_workers_per_node, Some(3));
+        let e = engine("  max_workers_per_node: 2\n").unwrap_err();
+        assert!(e.contains("max_workers_per_node"), "{e}");
+        assert!(
+            e.contains("MPIExecutor.__init__() got an unexpected keyword argument"),
+            "{e}"
+        );
+        let e = engine("  mpi_launcher: mpirun\n").unwrap_err();
+        assert!(
+            e.contains("mpi_launcher set to:mpirun must be set to one of"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn launcher_names() {
         for name in MpiLauncher::NAMES {
