@@ -3,20 +3,34 @@
 //! Three kinds of work run concurrently:
 //!
 //! * the main loop: takes deliveries from the task queue, decides (`task::decide`), hands
-//!   tasks to the engine and reports the hand-off for acknowledgement; sends heartbeats and
-//!   evaluates idle shutdown; watches the parent process and the shutdown signal;
+//!   tasks to the engine; sends heartbeats and evaluates idle shutdown; watches the parent
+//!   process and the shutdown signal;
 //! * one small forwarder per running task: awaits the engine's result and passes it on;
 //! * the result loop: owns the result [`Publisher`], publishes every result with a pipelined
 //!   confirm, counts confirmed results, writes any result that fails to the
 //!   [`UnackedStore`] and re-publishes stored results at start, after every reconnect and on
 //!   every heartbeat while any remain.
 //!
-//! Differences from upstream, on purpose: acknowledgement is driven by gc-broker, which acks
+//! **A task is acknowledged only once its result is safe**: confirmed by the broker, or
+//! written to the `UnackedStore` (re-published from there after a restart). Until then its
+//! delivery is held in a [`task::Unsettled`] book, so a user endpoint that is killed leaves
+//! every unfinished task — queued in the engine, running, or with its result in flight — on
+//! the task queue, and the broker delivers them to the next user endpoint. The window of
+//! unacknowledged tasks is the prefetch ([`prefetch_for`]). When a lost channel makes the
+//! broker redeliver a task this process still holds, the task is not run again (the new
+//! delivery replaces the old one in the book); a redelivered task whose result is already
+//! safe is acknowledged without running. A task may still run twice when the process dies
+//! after its result was confirmed but before the acknowledgement reached the broker (at most
+//! the [`SubscriberOptions::ack_interval`] of 100 ms); the service keeps the first result.
+//!
+//! Differences from upstream, on purpose: upstream acknowledges a task once the engine has
+//! it (a task queued or running in a killed user endpoint is lost), and sends no prefetch
+//! (the whole queue goes to one process). Acknowledgement is driven by gc-broker, which acks
 //! only deliveries it was told about, so a delivery that gets an immediate answer (refused
-//! function, unusable headers) is handed off once its answer is queued instead of waiting for
-//! a later task's `multiple` ack (upstream acks it implicitly that way, or redelivers it on
-//! exit, producing the same error result twice). A graceful stop lets every task already
-//! accepted finish and publishes (or stores) its result before the final heartbeat; upstream
+//! function) is acknowledged once its answer is safe instead of waiting for a later task's
+//! `multiple` ack (upstream acks it implicitly that way, or redelivers it on exit, producing
+//! the same error result twice). A graceful stop lets every task already accepted finish,
+//! publishes (or stores) its result and acknowledges it before the final heartbeat; upstream
 //! stores those results for the next start.
 
 use std::collections::HashSet;
@@ -26,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gc_broker::{
-    BrokerError, Confirm, PublishError, Publisher, PublisherOptions, StopReason, Subscriber,
-    SubscriberOptions, UnackedStore,
+    AckHandle, BrokerError, Confirm, DEFAULT_PREFETCH, HandoffToken, PublishError, Publisher,
+    PublisherOptions, StopReason, Subscriber, SubscriberOptions, UnackedStore,
 };
 use gc_config::UserEndpointConfig;
 use gc_engine::Engine;
@@ -43,7 +57,7 @@ use crate::error::UepError;
 use crate::heartbeat;
 use crate::idle::{IdleTracker, IdleVerdict};
 use crate::settings::{EngineChoice, Settings, UepOptions};
-use crate::task::{self, Decision};
+use crate::task::{self, Decision, Seen, Unsettled};
 
 /// How long the final heartbeat may take (upstream: 5 s).
 const FINAL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +65,65 @@ const FINAL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 const PARENT_POLL: Duration = Duration::from_secs(1);
 /// How long a stopping GlobusComputeEngine waits for accepted tasks before failing them.
 const HTEX_DRAIN: Duration = Duration::from_secs(30);
+/// Prefetch of a GlobusComputeEngine user endpoint, whose worker count is known only once
+/// blocks are up.
+const HTEX_PREFETCH: u16 = 2048;
+
+/// The task queue's prefetch: every task the user endpoint holds unacknowledged — queued in
+/// the engine, running, or with its result awaiting the broker's confirm — counts against it.
+/// At least gc-broker's default (256, which keeps the pipeline full at the broker's rate), and
+/// four tasks per pool worker so that a large pool never idles waiting for the window.
+fn prefetch_for(engine: &EngineChoice) -> u16 {
+    match engine {
+        EngineChoice::Pool(pool) => {
+            let workers = pool
+                .max_workers
+                .unwrap_or_else(|| pool.kind.default_max_workers());
+            u16::try_from(workers.saturating_mul(4))
+                .unwrap_or(u16::MAX)
+                .max(DEFAULT_PREFETCH)
+        }
+        EngineChoice::Htex { .. } => HTEX_PREFETCH,
+    }
+}
+
+/// The book of unacknowledged deliveries and the handle that acknowledges them.
+#[derive(Clone)]
+struct Settler {
+    book: Arc<Mutex<Unsettled<HandoffToken>>>,
+    acks: AckHandle,
+}
+
+impl Settler {
+    fn book(&self) -> std::sync::MutexGuard<'_, Unsettled<HandoffToken>> {
+        // A poisoned lock only means another task panicked mid-update; the map stays usable.
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What to do with a delivery of `task_id` (see [`Seen`]); acknowledges a redelivery of a
+    /// task whose result is already safe.
+    fn seen(&self, task_id: Uuid, token: HandoffToken) -> Seen {
+        let seen = self.book().seen(task_id, token);
+        if seen == Seen::Settled {
+            self.acks.handed_off(token);
+        }
+        seen
+    }
+
+    fn hold(&self, task_id: Uuid, token: HandoffToken) {
+        self.book().hold(task_id, token);
+    }
+
+    /// The task's result is confirmed or stored: acknowledge its delivery.
+    fn settle(&self, task_id: Uuid) {
+        let token = self.book().settle(task_id);
+        if let Some(token) = token {
+            self.acks.handed_off(token);
+        }
+    }
+}
 
 /// Why a UEP run ended normally; every one of these exits with status 0 (ENDPOINT.md §5.6).
 #[derive(Debug, Clone)]
@@ -137,6 +210,18 @@ pub async fn run(
     let totals = Arc::new(Totals::default());
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StopReason>>(None);
     let (result_tx, result_rx) = mpsc::unbounded_channel();
+    let mut subscriber = Subscriber::start(
+        settings.tasks.clone(),
+        SubscriberOptions {
+            exclusive: true,
+            prefetch: prefetch_for(&settings.engine),
+            ..SubscriberOptions::default()
+        },
+    );
+    let settler = Settler {
+        book: Arc::new(Mutex::new(Unsettled::default())),
+        acks: subscriber.ack_handle(),
+    };
     let results = ResultLoop {
         publisher: Publisher::start(settings.results.clone(), PublisherOptions::default()),
         store: store.clone(),
@@ -144,17 +229,11 @@ pub async fn run(
         fatal: fatal_tx.clone(),
         republishing: Arc::new(Mutex::new(HashSet::new())),
         confirms: JoinSet::new(),
+        settler: settler.clone(),
     };
     let (republish_tx, republish_rx) = mpsc::unbounded_channel();
     let result_loop = tokio::spawn(results.run(result_rx, republish_rx));
     let heartbeats = Publisher::start(settings.heartbeats.clone(), PublisherOptions::default());
-    let mut subscriber = Subscriber::start(
-        settings.tasks.clone(),
-        SubscriberOptions {
-            exclusive: true,
-            ..SubscriberOptions::default()
-        },
-    );
 
     let send_heartbeat = |active: bool| {
         heartbeat::report(
@@ -185,23 +264,37 @@ pub async fn run(
                     let token = d.token;
                     let (fid, tid) = task::ids(d.headers());
                     audit_rec(&fid, &tid, AuditState::Received, None);
+                    tracing::info!(task_id = %tid, function_id = %fid, "Task received");
+                    if let Ok(id) = Uuid::parse_str(&tid) {
+                        match settler.seen(id, token) {
+                            Seen::New => {}
+                            Seen::Running => {
+                                tracing::info!(task_id = %id, "Task redelivered while still held; not running it twice");
+                                continue;
+                            }
+                            Seen::Settled => {
+                                tracing::info!(task_id = %id, "Task redelivered after its result was sent; acknowledged");
+                                continue;
+                            }
+                        }
+                    }
                     match task::decide(d.headers(), &d.body, uep_id, settings.allowed_functions.as_ref()) {
                         Decision::Drop(why) => {
-                            tracing::error!("Unhandled error processing incoming task: {why}");
+                            tracing::error!(task_id = %tid, "Unhandled error processing incoming task: {why}");
                             subscriber.handed_off(token);
                         }
                         Decision::Answer(result) => {
                             tracing::warn!(task_id = %result.task_id, "{}", result.data);
                             audit_rec(&fid, &tid, AuditState::ExecEnd, None);
-                            queue_result(&result_tx, &store, &result);
-                            subscriber.handed_off(token);
+                            settler.hold(result.task_id, token);
+                            queue_result(&result_tx, &store, &settler, &result);
                         }
                         Decision::Refused(result) => {
                             tracing::warn!(task_id = %result.task_id, "{}", result.data);
                             audit_rec(&fid, &tid, AuditState::Failed, Some(audit::NOT_PERMITTED));
                             audit_rec(&fid, &tid, AuditState::ExecEnd, None);
-                            queue_result(&result_tx, &store, &result);
-                            subscriber.handed_off(token);
+                            settler.hold(result.task_id, token);
+                            queue_result(&result_tx, &store, &settler, &result);
                         }
                         Decision::Run(request) => {
                             let task_id = request.task_id;
@@ -214,16 +307,17 @@ pub async fn run(
                             });
                             match engine.submit_placed(request, on_placed) {
                                 Ok(handle) => {
-                                    subscriber.handed_off(token);
+                                    tracing::info!(%task_id, "Task started (handed to the engine)");
+                                    settler.hold(task_id, token);
                                     if let Some(t) = &task_audit {
                                         t.exec_start();
                                     }
-                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone(), task_audit));
+                                    forwarders.spawn(forward(handle, result_tx.clone(), store.clone(), settler.clone(), task_audit));
                                 }
                                 Err(e) => {
                                     // Not acknowledged: the broker redelivers it later.
                                     tracing::error!(%task_id, "Failed to process task {task_id}: {e}");
-                                    queue_result(&result_tx, &store, &task::failed_to_start(task_id, &e.to_string()));
+                                    queue_result(&result_tx, &store, &settler, &task::failed_to_start(task_id, &e.to_string()));
                                 }
                             }
                         }
@@ -276,8 +370,9 @@ pub async fn run(
     };
 
     tracing::info!("Shutting down EndpointInterchange");
-    // Stop taking tasks; deliveries not handed off go back to the queue.
-    subscriber.close().await;
+    // Take no more tasks, but keep the task channel open until the accepted ones are settled,
+    // so that their acknowledgements can still be sent; what is left then goes back to the
+    // queue when the subscriber closes.
     // Finish what was accepted and pass every result on.
     let outstanding = engine.outstanding_tasks();
     if outstanding > 0 {
@@ -295,6 +390,11 @@ pub async fn run(
     if let Err(e) = result_loop.await {
         tracing::error!("result loop failed: {e}");
     }
+    let held = settler.book().held();
+    if held > 0 {
+        tracing::info!("{held} task(s) not settled; the broker re-queues them");
+    }
+    subscriber.close().await;
     let last = heartbeat::report(
         uep_id,
         final_state,
@@ -383,20 +483,31 @@ async fn spawn_heartbeat(
 type ResultMsg = (Uuid, Vec<u8>);
 
 /// Queues a result for the result loop; if that loop is gone, stores it for the next start.
-fn queue_result(tx: &mpsc::UnboundedSender<ResultMsg>, store: &UnackedStore, result: &TaskResult) {
+fn queue_result(
+    tx: &mpsc::UnboundedSender<ResultMsg>,
+    store: &UnackedStore,
+    settler: &Settler,
+    result: &TaskResult,
+) {
     let body = pack(&Message::Result(result.clone()));
     if let Err(mpsc::error::SendError((id, body))) = tx.send((result.task_id, body)) {
-        keep(store, id, &body);
+        keep(store, settler, id, &body);
     }
 }
 
-/// Writes a result that could not be confirmed to the store; the one place a result could be
-/// lost, so a failure here is logged as an error with the task id.
-fn keep(store: &UnackedStore, task_id: Uuid, body: &[u8]) {
+/// Writes a result that could not be confirmed to the store and, once it is there, settles
+/// the task. If the store fails the task stays unacknowledged: the broker gives it to the next
+/// user endpoint, which runs it again, so the result is not lost.
+fn keep(store: &UnackedStore, settler: &Settler, task_id: Uuid, body: &[u8]) {
     let id = task_id.to_string();
     match store.put(&id, body) {
-        Ok(()) => tracing::info!("Storing result for later: {id}"),
-        Err(e) => tracing::error!("RESULT LOST for task {id}: cannot store it: {e}"),
+        Ok(()) => {
+            tracing::info!("Storing result for later: {id}");
+            settler.settle(task_id);
+        }
+        Err(e) => tracing::error!(
+            "cannot store the result of task {id} ({e}); its task is left for redelivery"
+        ),
     }
 }
 
@@ -405,6 +516,7 @@ async fn forward(
     handle: AnyHandle,
     tx: mpsc::UnboundedSender<ResultMsg>,
     store: UnackedStore,
+    settler: Settler,
     audit: Option<Arc<audit::TaskAudit>>,
 ) {
     let task_id = handle.task_id();
@@ -412,10 +524,11 @@ async fn forward(
         Ok(r) => r,
         Err(e) => task::unknown_failure(task_id, "EngineError", &e.to_string()),
     };
+    tracing::info!(%task_id, "Task finished");
     if let Some(audit) = audit {
         audit.exec_end();
     }
-    queue_result(&tx, &store, &result);
+    queue_result(&tx, &store, &settler, &result);
 }
 
 struct ResultLoop {
@@ -426,6 +539,7 @@ struct ResultLoop {
     /// Stored task ids currently being re-published (so none is sent twice at once).
     republishing: Arc<Mutex<HashSet<String>>>,
     confirms: JoinSet<()>,
+    settler: Settler,
 }
 
 impl ResultLoop {
@@ -469,6 +583,7 @@ impl ResultLoop {
                     totals: Arc::clone(&self.totals),
                     fatal: self.fatal.clone(),
                     republishing: Arc::clone(&self.republishing),
+                    settler: self.settler.clone(),
                 };
                 self.confirms.spawn(ctx.wait(confirm));
             }
@@ -476,7 +591,7 @@ impl ResultLoop {
                 if stored {
                     self.done_republishing(task_id);
                 } else {
-                    keep(&self.store, task_id, &f.body);
+                    keep(&self.store, &self.settler, task_id, &f.body);
                 }
                 if let PublishError::Stopped(reason) = f.error {
                     self.fatal.send_replace(Some(reason));
@@ -537,6 +652,7 @@ struct ConfirmCtx {
     totals: Arc<Totals>,
     fatal: watch::Sender<Option<StopReason>>,
     republishing: Arc<Mutex<HashSet<String>>>,
+    settler: Settler,
 }
 
 impl ConfirmCtx {
@@ -544,22 +660,25 @@ impl ConfirmCtx {
         let id = self.task_id.to_string();
         match confirm.await {
             Ok(()) => {
+                tracing::info!(task_id = %id, "Result sent (confirmed by the broker)");
                 self.totals.results.fetch_add(1, Ordering::SeqCst);
+                self.settler.settle(self.task_id);
                 if self.stored {
                     if let Err(e) = self.store.remove(&id) {
-                        tracing::error!("cannot remove re-published result {id}: {e}");
+                        tracing::error!(task_id = %id, "cannot remove re-published result {id}: {e}");
                     }
                 }
             }
             Err(f) => {
-                tracing::error!("Failed to publish result {id}: {}", f.error);
+                tracing::error!(task_id = %id, "Failed to publish result {id}: {}", f.error);
                 if !self.stored {
                     if f.body.is_empty() {
                         tracing::error!(
-                            "RESULT LOST for task {id}: publisher ended without answering"
+                            "result of task {id} not confirmed (publisher ended without \
+                             answering); its task is left for redelivery"
                         );
                     } else {
-                        keep(&self.store, self.task_id, &f.body);
+                        keep(&self.store, &self.settler, self.task_id, &f.body);
                     }
                 }
                 if let PublishError::Stopped(reason) = f.error {

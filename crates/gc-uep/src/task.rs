@@ -1,7 +1,8 @@
 //! One task delivery, from AMQP headers to an engine request or a refusal (PROTOCOL-ENDPOINT
-//! §7.1, §7.2, §7.4). Pure functions: no I/O here.
+//! §7.1, §7.2, §7.4), and the book of deliveries not yet acknowledged ([`Unsettled`]). Pure:
+//! no I/O here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use gc_broker::{AMQPValue, FieldTable};
 use gc_engine::TaskRequest;
@@ -236,6 +237,91 @@ pub(crate) fn unknown_failure(task_id: Uuid, kind: &str, why: &str) -> TaskResul
     }
 }
 
+/// How many settled task ids [`Unsettled`] remembers, to recognise redeliveries of tasks whose
+/// result is already safe but whose acknowledgement was lost with a channel.
+const REMEMBERED_SETTLED: usize = 16_384;
+
+/// What a delivery is, given the tasks this user endpoint already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Not held: decide and run it.
+    New,
+    /// Redelivered while it is still running or its result is on its way (the channel that
+    /// delivered it first was lost): not run again; the new delivery is acknowledged when the
+    /// result is safe.
+    Running,
+    /// Redelivered after its result was already confirmed or stored (the acknowledgement was
+    /// lost with the channel): acknowledge at once, do not run again.
+    Settled,
+}
+
+/// Deliveries taken from the task queue whose acknowledgement waits for the task's result to
+/// be safe — confirmed by the broker, or written to the unacked-results store — by task id, so
+/// that a user endpoint that dies leaves every unfinished task on the queue for the next one.
+/// `T` is the delivery's hand-off token.
+#[derive(Debug)]
+pub(crate) struct Unsettled<T> {
+    open: HashMap<Uuid, T>,
+    settled: VecDeque<Uuid>,
+    settled_set: HashSet<Uuid>,
+    remember: usize,
+}
+
+impl<T: Copy> Default for Unsettled<T> {
+    fn default() -> Self {
+        Self::with_memory(REMEMBERED_SETTLED)
+    }
+}
+
+impl<T: Copy> Unsettled<T> {
+    fn with_memory(remember: usize) -> Self {
+        Unsettled {
+            open: HashMap::new(),
+            settled: VecDeque::new(),
+            settled_set: HashSet::new(),
+            remember,
+        }
+    }
+
+    /// Classifies a delivery of `task_id`. For [`Seen::Running`] the new token replaces the
+    /// old one (whose channel is gone); for [`Seen::Settled`] the caller acknowledges `token`.
+    pub(crate) fn seen(&mut self, task_id: Uuid, token: T) -> Seen {
+        if let Some(held) = self.open.get_mut(&task_id) {
+            *held = token;
+            Seen::Running
+        } else if self.settled_set.contains(&task_id) {
+            Seen::Settled
+        } else {
+            Seen::New
+        }
+    }
+
+    /// Holds a delivery until [`Unsettled::settle`].
+    pub(crate) fn hold(&mut self, task_id: Uuid, token: T) {
+        self.open.insert(task_id, token);
+    }
+
+    /// The task's result is safe: returns the token to acknowledge (none if the task was not
+    /// held, e.g. a result re-published from the store after a restart).
+    pub(crate) fn settle(&mut self, task_id: Uuid) -> Option<T> {
+        let token = self.open.remove(&task_id)?;
+        if self.settled_set.insert(task_id) {
+            self.settled.push_back(task_id);
+            while self.settled.len() > self.remember {
+                if let Some(old) = self.settled.pop_front() {
+                    self.settled_set.remove(&old);
+                }
+            }
+        }
+        Some(token)
+    }
+
+    /// Deliveries held.
+    pub(crate) fn held(&self) -> usize {
+        self.open.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +437,30 @@ mod tests {
             "{}",
             r.data
         );
+    }
+
+    #[test]
+    fn unsettled_holds_until_settled_and_recognises_redeliveries() {
+        let a = Uuid::parse_str(TID).unwrap();
+        let b = Uuid::parse_str(FID).unwrap();
+        let mut u = Unsettled::with_memory(1);
+        assert_eq!(u.seen(a, 1), Seen::New);
+        u.hold(a, 1);
+        // The channel was lost; the broker redelivers the running task with a new tag.
+        assert_eq!(u.seen(a, 7), Seen::Running);
+        assert_eq!(u.held(), 1);
+        assert_eq!(
+            u.settle(a),
+            Some(7),
+            "the newest delivery is the one to acknowledge"
+        );
+        assert_eq!(u.settle(a), None);
+        assert_eq!(u.seen(a, 9), Seen::Settled);
+        u.hold(b, 2);
+        assert_eq!(u.settle(b), Some(2));
+        // Memory of one: `a` is forgotten, a later redelivery runs it again.
+        assert_eq!(u.seen(a, 10), Seen::New);
+        assert_eq!(u.seen(b, 11), Seen::Settled);
+        assert_eq!(u.held(), 0);
     }
 }

@@ -862,3 +862,105 @@ async fn audit_running_record_names_the_block_of_a_globus_compute_engine_task() 
     );
     assert_eq!(*end, format!("bid=0 jid={job} EXEC_END"));
 }
+
+/// `(ready, unacknowledged)` of a queue, from the broker's own view.
+fn queue_depth(vhost: &Vhost, queue: &str) -> (u64, u64) {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "-p",
+            &vhost.0,
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[0] == queue).then(|| (f[1].parse().ok(), f[2].parse().ok()))
+        })
+        .find_map(|(r, u)| Some((r?, u?)))
+        .unwrap_or_else(|| panic!("queue {queue} not listed: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_acknowledged_only_once_its_result_is_confirmed() {
+    let vhost = Vhost::new();
+    let uep_id = Uuid::new_v4();
+    let service = Service::new(&vhost, uep_id).await;
+    let config_text = "heartbeat_period: 5\nengine:\n  type: ThreadPoolEngine\n  max_workers: 1";
+    let stdin = service.stdin(&vhost.url(), config_text);
+    let dir = tempfile::tempdir().unwrap();
+    let config = uep_config(config_text);
+    let opts = options(dir.path());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let uep = tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        gc_uep::run(&stdin, &config, opts, stop).await
+    });
+    let payloads = payloads();
+    // One worker: a long task, and a short one queued behind it in the engine.
+    let sleeper = service
+        .submit(ALLOWED_FN, payloads["sleep"].as_str().unwrap())
+        .await;
+    let add = service
+        .submit(ALLOWED_FN, payloads["add"].as_str().unwrap())
+        .await;
+    let marker = dir.path().join("tasks_working_dir").join("started");
+    for _ in 0..600 {
+        if marker.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .expect("the long task started")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Both are with the user endpoint (running, queued in the engine) and neither is
+    // acknowledged: a user endpoint killed now would leave both on the queue.
+    let queue = format!("{uep_id}.tasks");
+    let mut depth = (u64::MAX, u64::MAX);
+    for _ in 0..100 {
+        depth = queue_depth(&vhost, &queue);
+        if depth == (0, 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth, (0, 2), "(ready, unacked) while the tasks are held");
+
+    // The long task's worker dies: its error result, then the short task's result, are
+    // confirmed, and only then are the deliveries acknowledged.
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let results = service.results(2).await;
+    let ids: Vec<Uuid> = results.iter().map(|r| r.task_id).collect();
+    assert!(ids.contains(&sleeper) && ids.contains(&add), "{ids:?}");
+    for _ in 0..100 {
+        depth = queue_depth(&vhost, &queue);
+        if depth == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth, (0, 0), "(ready, unacked) once both results are safe");
+
+    stop_tx.send(()).expect("UEP still running");
+    let stopped = tokio::time::timeout(Duration::from_secs(60), uep)
+        .await
+        .expect("UEP stops when asked")
+        .expect("UEP task")
+        .expect("UEP run");
+    assert!(matches!(stopped, Stopped::Requested), "{stopped:?}");
+}
