@@ -8,6 +8,7 @@
 //! | exchange `heartbeats` | topic | queue `heartbeats`, key `*.heartbeats` (consumed by the service) |
 //! | exchange `commands` | direct | queue `<mep_id>.commands`, key = queue name |
 //! | default exchange | — | SDK result queues `<queue_prefix><task_group_id>` |
+//! | default exchange | — | queue `gcrs.forward-receipts` (consumed by the service; results reach it by `BCC`) |
 //!
 //! Every queue is created before the reply that names it. Every publish waits for the broker's
 //! confirm; a batch of publishes is pipelined (all sent, then all confirms awaited).
@@ -34,6 +35,9 @@ pub const EX_HEARTBEATS: &str = "heartbeats";
 pub const EX_COMMANDS: &str = "commands";
 pub const Q_RESULTS: &str = "results";
 pub const Q_HEARTBEATS: &str = "heartbeats";
+/// The service's own queue of forward receipts: every result forwarded to an SDK queue is
+/// also routed here (`BCC`), in the same routing step (see `consumers`).
+pub const Q_FORWARD_RECEIPTS: &str = "gcrs.forward-receipts";
 
 /// A broker URL being issued (provisioning may call out to the broker's management API).
 pub type UrlFuture<'a> =
@@ -266,6 +270,12 @@ impl Broker {
             EX_HEARTBEATS.into(),
             ExchangeKind::Topic,
             durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(
+            Q_FORWARD_RECEIPTS.into(),
+            QueueDeclareOptions::durable(),
             FieldTable::default(),
         )
         .await?;

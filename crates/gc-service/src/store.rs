@@ -178,7 +178,11 @@ pub struct Outcome {
 pub struct ForwardTarget {
     pub task_id: String,
     pub task_group_id: String,
+    /// The SDK queue is known to have the result (`tasks.forwarded = 1`).
     pub forwarded: bool,
+    /// A forward was started and its outcome is unknown (`tasks.forwarded = 2`, see
+    /// `consumers::record_and_forward`).
+    pub forwarding: bool,
     pub create_queue: bool,
     /// The task ran on a high-assurance endpoint: forward a data-less notice only.
     pub high_assurance: bool,
@@ -1099,16 +1103,36 @@ impl Store {
                 q = q.bind(id.clone());
             }
             for r in q.fetch_all(&self.pool).await? {
+                let state: i64 = r.try_get("forwarded")?;
                 out.push(ForwardTarget {
                     task_id: r.try_get("id")?,
                     task_group_id: r.try_get("task_group_id")?,
-                    forwarded: b(r.try_get("forwarded")?),
+                    forwarded: state == 1,
+                    forwarding: state == 2,
                     create_queue: b(r.try_get("create_queue")?),
                     high_assurance: b(r.try_get("ha")?),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// A forward of these tasks' results is about to be published (`forwarded` 0 → 2; tasks
+    /// already forwarded keep 1).
+    pub async fn mark_forwarding(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE tasks SET forwarded = 2 WHERE forwarded = 0 AND id IN ({})",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     pub async fn mark_forwarded(&self, ids: &[String]) -> Result<()> {

@@ -140,13 +140,21 @@ async fn exercise(url: &str) {
         .await
         .unwrap();
     assert_eq!(targets.len(), 1);
-    assert!(!targets[0].forwarded && targets[0].create_queue);
+    assert!(!targets[0].forwarded && !targets[0].forwarding && targets[0].create_queue);
+    // Forwarding: 0 -> 2 (a forward of unknown fate) -> 1; marking never goes back.
+    store.mark_forwarding(&["t1".into()]).await.unwrap();
+    let targets = store
+        .record_outcomes(&[outcome("t1", false, "again")])
+        .await
+        .unwrap();
+    assert!(targets[0].forwarding && !targets[0].forwarded);
     store.mark_forwarded(&["t1".into()]).await.unwrap();
+    store.mark_forwarding(&["t1".into()]).await.unwrap();
     let targets = store
         .record_outcomes(&[outcome("t1", false, "third")])
         .await
         .unwrap();
-    assert!(targets[0].forwarded);
+    assert!(targets[0].forwarded && !targets[0].forwarding);
     let t1 = store.task("t1").await.unwrap().unwrap();
     assert_eq!(
         (t1.status.as_str(), t1.result.as_deref(), t1.exception),
