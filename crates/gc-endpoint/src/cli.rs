@@ -36,13 +36,14 @@ enum Command {
     BootstrapUserEndpoint,
     StartUserEndpoint,
     Stop,
+    Trace,
     Version,
     Whoami,
 }
 
 impl Command {
     /// All commands in the order Click lists them (alphabetical).
-    const ALL: [Command; 18] = [
+    const ALL: [Command; 19] = [
         Command::Configure,
         Command::Delete,
         Command::DisableOnBoot,
@@ -59,6 +60,7 @@ impl Command {
         Command::BootstrapUserEndpoint,
         Command::StartUserEndpoint,
         Command::Stop,
+        Command::Trace,
         Command::Version,
         Command::Whoami,
     ];
@@ -89,6 +91,7 @@ impl Command {
             Command::BootstrapUserEndpoint => "_bootstrap-user-endpoint",
             Command::StartUserEndpoint => "_start-user-endpoint",
             Command::Stop => "stop",
+            Command::Trace => "trace",
             Command::Version => "version",
             Command::Whoami => "whoami",
         }
@@ -121,6 +124,7 @@ impl Command {
             }
             Command::StartUserEndpoint => "Start a user endpoint (run by a core endpoint)",
             Command::Stop => "Stops an endpoint using the pidfile",
+            Command::Trace => "Show the path of a task with timestamps",
             Command::Version => "Show the version of globus-compute-endpoint",
             Command::Whoami => "Show the currently logged-in identity",
         }
@@ -144,6 +148,7 @@ impl Command {
             Command::BootstrapUserEndpoint => commands::bootstrap_user_endpoint::run(args),
             Command::StartUserEndpoint => commands::start_user_endpoint::run(args),
             Command::Stop => commands::stop::run(args),
+            Command::Trace => commands::trace::run(args),
             Command::Version => commands::version::run(args),
             Command::Whoami => commands::auth::run_whoami(args),
         }

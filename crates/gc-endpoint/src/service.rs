@@ -474,6 +474,11 @@ impl ComputeClient {
         self.call(reqwest::Method::POST, &format!("/v3/endpoints/{id}/lock"))
     }
 
+    /// `GET /v2/tasks/{id}`
+    pub fn task(&self, id: &str) -> Result<Value, ServiceError> {
+        self.call(reqwest::Method::GET, &format!("/v2/tasks/{id}"))
+    }
+
     /// `DELETE /v2/endpoints/{id}`
     pub fn delete_endpoint(&self, id: &str) -> Result<Value, ServiceError> {
         self.call(reqwest::Method::DELETE, &format!("/v2/endpoints/{id}"))

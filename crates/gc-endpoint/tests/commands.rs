@@ -51,7 +51,7 @@ fn help_texts_match_upstream() {
         o.stdout
             .starts_with("Usage: globus-compute-endpoint list [OPTIONS]\n")
     );
-    // Group help: upstream's, with `map-identity` (ours only).
+    // Group help: upstream's, with `map-identity` and `trace` (ours only).
     let g = ours(d.path(), &["--help"]);
     let u = upstream(d.path(), &["--help"]);
     assert_eq!(g.code, 0);
@@ -59,9 +59,13 @@ fn help_texts_match_upstream() {
         .stdout
         .lines()
         .flat_map(|l| {
-            let extra = l
-                .starts_with("  migrate-to-template-capable ")
-                .then_some("  map-identity                 Map an identity set to a local user\n");
+            let extra = if l.starts_with("  migrate-to-template-capable ") {
+                Some("  map-identity                 Map an identity set to a local user\n")
+            } else if l.starts_with("  version ") {
+                Some("  trace                        Show the path of a task with timestamps\n")
+            } else {
+                None
+            };
             extra
                 .into_iter()
                 .map(String::from)

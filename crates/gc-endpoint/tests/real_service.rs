@@ -318,7 +318,9 @@ fn stop_remote_locks_the_endpoint_on_the_service() {
         (r.code, r.stderr.as_str()),
         (1, "Error: Endpoint <rem2> could not be located\n")
     );
-    // Bad client secret: the Auth error block and exit 77.
+    // Bad client secret: the Auth error block and exit 77 (once no token of this client id
+    // is stored: a stored token is used as long as it is valid, as upstream's token store).
+    std::fs::remove_file(d.path().join("storage.db")).expect("token store");
     let r = svc.run(
         d.path(),
         &["stop", "--remote", "rem1"],
@@ -339,9 +341,19 @@ fn login_logout_and_whoami_with_a_client_identity() {
     let d = tempdir();
     let r = svc.run(d.path(), &["login"], &[]);
     assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    // Tokens are stored now: a second login has nothing to do; a forced one with a wrong
+    // secret is refused by the service.
+    let r = svc.run(d.path(), &["login"], &[]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            0,
+            "> Already logged in. Use --force to run login flow anyway\n"
+        )
+    );
     let r = svc.run(
         d.path(),
-        &["login"],
+        &["login", "--force"],
         &[("GLOBUS_COMPUTE_CLIENT_SECRET", "wrong")],
     );
     assert_eq!(r.code, 77, "{r:?}");

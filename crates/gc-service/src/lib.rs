@@ -17,6 +17,7 @@ pub mod rabbit_admin;
 pub mod routes;
 pub mod status;
 pub mod store;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/taskgroup/{id}", get(get_task_group))
         .route("/metrics", get(metrics::scrape))
         .route("/admin/status", get(status::page))
+        .route("/admin/tasks/{id}", get(trace::task))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(axum::extract::DefaultBodyLimit::disable())

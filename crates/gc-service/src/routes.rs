@@ -1052,6 +1052,9 @@ pub async fn submit(
             .store
             .insert_tasks(&tg, &caller.client_id, &eid_s, &uep_id, &new_tasks)
             .await?;
+        for t in &new_tasks {
+            tracing::info!(task_id = %t.id, endpoint_id = %eid_s, uep_id = %uep_id, function_id = %t.function_id, "Task submitted");
+        }
         let runtime_header = user_runtime
             .as_object()
             .filter(|o| !o.is_empty())
@@ -1104,6 +1107,9 @@ pub async fn submit(
                 return Err(ApiError::internal(&de));
             }
             return Err(e.into());
+        }
+        for t in &new_tasks {
+            tracing::info!(task_id = %t.id, uep_id = %uep_id, "Task queued for the user endpoint (confirmed by the broker)");
         }
         crate::metrics::tasks_received(new_tasks.len());
         Ok::<_, ApiError>(response)

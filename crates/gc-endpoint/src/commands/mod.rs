@@ -32,4 +32,5 @@ pub mod restart;
 pub mod start;
 pub mod start_user_endpoint;
 pub mod stop;
+pub mod trace;
 pub mod version;

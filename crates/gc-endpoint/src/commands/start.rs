@@ -320,10 +320,9 @@ async fn run_mep(
     };
     let urls =
         gc_mep::ServiceUrls::for_config(&config).map_err(|e| fail(e.exit_code(), e.to_string()))?;
-    let credentials =
-        gc_mep::ClientCredentials::from_env()
-            .or_else(|e| crate::service::stored_mep_credentials(&config).ok_or(e))
-            .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+    let credentials = gc_mep::ClientCredentials::from_env()
+        .or_else(|e| crate::service::stored_mep_credentials(&config).ok_or(e))
+        .map_err(|e| fail(e.exit_code(), e.to_string()))?;
     let python = python_version();
     let registration = gc_mep::register(&gc_mep::RegisterInputs {
         endpoint_dir: &dir,
