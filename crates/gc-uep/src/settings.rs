@@ -136,7 +136,7 @@ pub(crate) enum EngineChoice {
     Htex { python: Option<String> },
 }
 
-/// The engine for the configured `engine.type`; `GlobusMPIEngine` is refused.
+/// The engine for the configured `engine.type`.
 fn engine_choice(
     config: &UserEndpointConfig,
     worker: WorkerCommand,
@@ -144,12 +144,11 @@ fn engine_choice(
     let kind = match config.engine.engine_type {
         EngineType::ThreadPool => EngineKind::ThreadPool,
         EngineType::ProcessPool => EngineKind::ProcessPool,
-        EngineType::GlobusCompute => {
+        EngineType::GlobusCompute | EngineType::GlobusMpi => {
             return Ok(EngineChoice::Htex {
                 python: worker_python(&worker),
             });
         }
-        other => return Err(UepError::UnsupportedEngine(other.name().to_owned())),
     };
     pool_config(config, kind, worker).map(EngineChoice::Pool)
 }
