@@ -44,6 +44,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// waiting, busiest first); the rest are left out of `gc_service_queue_messages{queue="tasks"}`.
 const MAX_TASK_QUEUES_PER_SCRAPE: i64 = 200;
 
+/// Longest a scrape waits for the broker's queue depths.
+const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 type Labels = Vec<(&'static str, String)>;
 
 struct Metrics {
@@ -253,7 +256,15 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
     if let Err(e) = refresh_from_database(&state).await {
         tracing::warn!(error = %e, "metrics: database gauges not refreshed");
     }
-    refresh_queue_depths(&state).await;
+    // A broker that does not answer (rather than refusing) must not hold the scrape up.
+    if tokio::time::timeout(BROKER_WAIT, refresh_queue_depths(&state))
+        .await
+        .is_err()
+    {
+        tracing::warn!("metrics: broker did not answer within {BROKER_WAIT:?}");
+        METRICS.broker_up.set(0);
+        METRICS.queue_messages.clear();
+    }
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &METRICS.registry) {
         tracing::error!(error = %e, "metrics encoding failed");
