@@ -430,6 +430,43 @@ mod tests {
             .unwrap_or(0.0)
     }
 
+    /// A real refusal: nothing listens on port 1, so the broker connection fails at once.
+    #[tokio::test]
+    async fn a_scrape_without_a_broker_reports_it_down_and_still_answers() {
+        use std::sync::Arc;
+
+        use crate::broker::{Broker, StaticCredentials};
+        use crate::store::Store;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}/m.db", dir.path().display()))
+            .await
+            .expect("store");
+        let state = AppState {
+            store,
+            broker: Arc::new(Broker::new(
+                "amqp://guest:guest@127.0.0.1:1/%2F".into(),
+                1000,
+            )),
+            creds: Arc::new(StaticCredentials {
+                endpoint_url: String::new(),
+                sdk_url: String::new(),
+            }),
+            cfg: Arc::new(crate::ServiceConfig::default()),
+            events: Arc::new(tokio::sync::Notify::new()),
+        };
+        let resp = scrape(State(state)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert_eq!(value(&text, "gc_service_broker_up"), 0.0, "{text}");
+        assert!(text.contains("gc_service_broker_up 0"), "{text}");
+        assert!(text.contains("gc_service_endpoints_registered 0"), "{text}");
+        assert!(!text.contains("gc_service_queue_messages{"), "{text}");
+    }
+
     #[test]
     fn counters_appear_in_the_exposition_and_move() {
         let before = exposition();
