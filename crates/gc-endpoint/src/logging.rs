@@ -216,15 +216,19 @@ pub fn init(log_path: &Path, to_console: bool, debug: bool, no_color: bool) {
                 debug,
                 colour: false,
             })
+            // Field names and values plain in the file (`task_id=<id>`, greppable).
+            .with_ansi(false)
             .with_writer(Mutex::new(f))
     });
     let console_layer = console.then(|| {
+        let colour = debug && !no_color && io::stderr().is_terminal();
         tracing_subscriber::fmt::layer()
             .event_format(LineFormat {
                 console: true,
                 debug,
-                colour: debug && !no_color && io::stderr().is_terminal(),
+                colour,
             })
+            .with_ansi(colour)
             .with_writer(io::stderr)
     });
     let _ = tracing_subscriber::registry()

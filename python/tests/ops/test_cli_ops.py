@@ -38,6 +38,7 @@ if svc is None:
 
 pytestmark = pytest.mark.timeout(240)
 
+USERNAME = "ops-tester@example.org"
 NOT_LOGGED_IN = "Error: Unable to retrieve user information. Please log in again."
 
 
@@ -59,6 +60,10 @@ def ops(port_5000):
     try:
         service.start()
         client = service.create_client("cli-ops")
+        service.admin(
+            "identity", "add", "--client", client["client_id"], "--username", USERNAME,
+            "--email", USERNAME, "--name", "Ops Tester",
+        )
         os.environ.update(svc._sdk_env(client, workdir / "sdk"))
         yield Ops(service, client, workdir)
         ok = True
@@ -154,9 +159,9 @@ def test_stored_login_whoami_logout(ops, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert [c.strip() for c in lines[1].strip("|").split("|")] == ["Username", "Name", "ID", "Email"]
-    assert ops.client["client_id"] in r.stdout
+    assert USERNAME in r.stdout and "Ops Tester" in r.stdout
     r = gce(cd, "whoami", "--linked-identities")
-    assert r.returncode == 0 and ops.client["client_id"] in r.stdout, r.stderr
+    assert r.returncode == 0 and USERNAME in r.stdout, r.stderr
     # whoami used the stored tokens: nothing new was stored.
     assert stored(cd)["tokens"]["user/local"] == tokens
 
@@ -182,7 +187,7 @@ def test_client_identity_from_environment(ops, tmp_path):
     assert r.returncode == 0 and r.stderr == ""
     assert stored(cd)["tokens"][ns]["funcx_service"] != s["tokens"][ns]["funcx_service"]
     r = gce(cd, "whoami", client=ops.client)
-    assert r.returncode == 0 and ops.client["client_id"] in r.stdout
+    assert r.returncode == 0 and USERNAME in r.stdout
 
     half = {"client_id": "", "client_secret": ops.client["client_secret"]}
     for cmd in ("login", "logout", "whoami"):
@@ -231,7 +236,7 @@ def test_start_with_stored_login_and_logout_while_running(ops):
         )
         assert (ep.home / ".globus_compute" / "storage.db").exists()
         r = ep.run_cli("whoami")
-        assert r.returncode == 0 and ops.client["client_id"] in r.stdout
+        assert r.returncode == 0 and USERNAME in r.stdout
         r = ep.run_cli("logout", "--force")
         assert r.returncode == 0
         assert r.stderr == "> Logout succeeded and all cached credentials were revoked\n"

@@ -59,12 +59,34 @@ pub struct Event {
 /// The time and message of a log line in the file format (ENDPOINT.md §1.5):
 /// `<date> <time,usec> <LEVEL> <process> <thread> <logger>:<line> <function> <message>`.
 pub fn parse_log_line(line: &str) -> Option<(NaiveDateTime, String)> {
+    let plain = strip_ansi(line);
+    let line = plain.as_str();
     let stamp = line.get(..26)?;
     let at = NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S,%6f").ok()?;
     let mut fields = line.splitn(8, ' ');
     let level = fields.nth(2)?;
     let message = fields.nth(4)?;
     Some((at, format!("{level} {message}")))
+}
+
+/// `text` without ANSI SGR sequences (`ESC [ … m`), which older log files have around field
+/// names.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lines of `dir`'s logs (older file first) that mention `task_id`.
@@ -259,6 +281,11 @@ mod tests {
         assert_eq!(at.format("%H:%M:%S%.6f").to_string(), "12:56:24.123456");
         assert_eq!(what, "INFO Task received task_id=abc");
         assert_eq!(parse_log_line("> Task received"), None);
+        let coloured = "2026-11-23 12:56:24,123456 INFO P T m:1 f Task received \u{1b}[3mtask_id\u{1b}[0m\u{1b}[2m=\u{1b}[0mabc";
+        assert_eq!(
+            parse_log_line(coloured).unwrap().1,
+            "INFO Task received task_id=abc"
+        );
         assert_eq!(parse_log_line("2026-11-23 12:56:24,123456 INFO x"), None);
     }
 
