@@ -87,7 +87,9 @@ def mpi_ep(request, port_5000):
     /tmp/gcrs-mpi-tests-* when a test failed."""
     if shutil.which("mpiexec") is None:
         if os.environ.get("GCRS_REQUIRE_MPI"):
-            pytest.fail("GCRS_REQUIRE_MPI is set but mpiexec is missing (apt-get install openmpi-bin)")
+            pytest.fail(
+                "GCRS_REQUIRE_MPI is set but mpiexec is missing (apt-get install openmpi-bin)"
+            )
         pytest.skip("mpiexec is missing (apt-get install openmpi-bin)")
     if not manager_bin().is_file():
         pytest.fail(f"{manager_bin()} is missing: run cargo build -p gc-htex")
