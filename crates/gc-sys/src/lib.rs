@@ -936,8 +936,10 @@ mod tests {
     fn keep_only_fds_leaves_exactly_the_listed_descriptors() {
         // Two inherited descriptors without close-on-exec at 5 and 6 (e.g. a pipe someone
         // opened without O_CLOEXEC); keep 5, drop 6.
-        let a = std::fs::File::open("/dev/null").unwrap();
-        let b = std::fs::File::open("/dev/null").unwrap();
+        // High numbers, so they cannot be confused with what `ls` itself opens.
+        let null = std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let a = dup_at_least(&null, 50).unwrap();
+        let b = dup_at_least(&null, 60).unwrap();
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "ls /proc/self/fd"]);
         let (fa, fb) = (
@@ -954,6 +956,6 @@ mod tests {
             .collect();
         assert!(listed.contains(&fa), "{listed:?}");
         assert!(!listed.contains(&fb), "{listed:?}");
-        drop((a, b));
+        drop((a, b, null));
     }
 }
