@@ -22,7 +22,8 @@
 //! broker never waits for us in steady state), small enough that a UEP that dies, or whose
 //! engine stops taking tasks, leaves the rest of the queue on the broker for the next consumer
 //! instead of holding it unacknowledged. The owner applies back-pressure simply by handing off
-//! later.
+//! later: the UEP hands a task off only once its result is confirmed or stored, so its window
+//! counts every task it holds (gc-uep sizes it to its engine).
 //!
 //! **Reconnects** follow [`RetryPolicy`] (§3.7). When the subscriber gives up,
 //! [`Subscriber::next`] returns [`BrokerError::Stopped`] with the reason.
@@ -474,7 +475,14 @@ impl Worker {
                     break SessionEnd::Shutdown;
                 }
                 Some(token) = self.acks.recv() => {
-                    if acks.add(token) && acks.pending() >= self.options.ack_batch {
+                    // Take every hand-off already reported: results confirmed together are
+                    // reported together, in no particular order, and flushing in the middle of
+                    // such a run would split it into many single acks.
+                    acks.add(token);
+                    while let Ok(t) = self.acks.try_recv() {
+                        acks.add(t);
+                    }
+                    if acks.pending() >= self.options.ack_batch {
                         if let Err(e) = flush(&channel, &mut acks).await {
                             break classify(conn, e);
                         }

@@ -90,6 +90,9 @@ async fn acks_are_flushed_in_batches_while_running() {
     for _ in 0..25 {
         let d = within(sub.next()).await.expect("delivery");
         acks.handed_off(d.token);
+        // Hand-offs reported together are flushed together (a run of confirmed results is
+        // never split); one at a time, the threshold decides.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // With a one-hour timer only the batch threshold can flush: 20 acked, 5 pending. Let the
     // two batch acks reach the broker, then kill the connection without a close: exactly the

@@ -68,11 +68,15 @@ const HTEX_DRAIN: Duration = Duration::from_secs(30);
 /// Prefetch of a GlobusComputeEngine user endpoint, whose worker count is known only once
 /// blocks are up.
 const HTEX_PREFETCH: u16 = 2048;
+/// Smallest prefetch of a pool user endpoint (4 × gc-broker's default).
+const POOL_MIN_PREFETCH: u16 = 4 * DEFAULT_PREFETCH;
 
 /// The task queue's prefetch: every task the user endpoint holds unacknowledged — queued in
 /// the engine, running, or with its result awaiting the broker's confirm — counts against it.
-/// At least gc-broker's default (256, which keeps the pipeline full at the broker's rate), and
-/// four tasks per pool worker so that a large pool never idles waiting for the window.
+/// At least [`POOL_MIN_PREFETCH`] (a task's delivery stays unacknowledged through the
+/// result's confirm and the next ack flush, so the window must cover that round trip at the
+/// broker's rate), and four tasks per pool worker so that a large pool never idles waiting for
+/// the window.
 fn prefetch_for(engine: &EngineChoice) -> u16 {
     match engine {
         EngineChoice::Pool(pool) => {
@@ -81,7 +85,7 @@ fn prefetch_for(engine: &EngineChoice) -> u16 {
                 .unwrap_or_else(|| pool.kind.default_max_workers());
             u16::try_from(workers.saturating_mul(4))
                 .unwrap_or(u16::MAX)
-                .max(DEFAULT_PREFETCH)
+                .max(POOL_MIN_PREFETCH)
         }
         EngineChoice::Htex { .. } => HTEX_PREFETCH,
     }
