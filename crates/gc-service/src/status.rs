@@ -185,23 +185,6 @@ fn uep_state(
     }
 }
 
-fn counts_since(rows: &[(f64, String, bool)], since: f64) -> Counts {
-    let mut c = Counts::default();
-    for (created, status, done) in rows {
-        if *created >= since {
-            c.received += 1;
-            if *done {
-                if status == "success" {
-                    c.succeeded += 1;
-                } else {
-                    c.failed += 1;
-                }
-            }
-        }
-    }
-    c
-}
-
 /// The last non-empty line of a traceback-like text, shortened.
 fn summary(text: &str) -> String {
     let line = text
@@ -229,27 +212,35 @@ async fn load(state: &AppState, now: f64) -> Result<View, StoreError> {
             .collect::<Result<_, StoreError>>()?;
     let user_of = |client: &str| users.get(client).cloned().unwrap_or_else(|| client.into());
 
-    // Per-endpoint counts over the recent window, and site-wide counts for the last hour
-    // and day, from one pass over the window's tasks.
+    // Per-endpoint counts over the recent window, aggregated by the database (the window
+    // can hold many tasks); the site-wide numbers are their sums.
     let since = now - RECENT_S;
-    let mut recent: HashMap<String, Vec<(f64, String, bool)>> = HashMap::new();
+    let mut recent: HashMap<String, Counts> = HashMap::new();
+    let mut last_hour = Counts::default();
+    let mut last_day = Counts::default();
     for r in sqlx::query(
-        "SELECT endpoint_id, created_at, status, completion_t FROM tasks WHERE created_at >= $1",
+        "SELECT endpoint_id, COUNT(*) AS received, \
+         COALESCE(SUM(CASE WHEN completion_t IS NOT NULL AND status = 'success' THEN 1 ELSE 0 END), 0) AS succeeded, \
+         COALESCE(SUM(CASE WHEN completion_t IS NOT NULL AND status <> 'success' THEN 1 ELSE 0 END), 0) AS failed, \
+         COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0) AS received_hour \
+         FROM tasks WHERE created_at >= $1 GROUP BY endpoint_id",
     )
     .bind(since)
+    .bind(now - 3600.0)
     .fetch_all(pool)
     .await?
     {
-        let done: Option<f64> = r.try_get("completion_t")?;
-        recent.entry(r.try_get("endpoint_id")?).or_default().push((
-            r.try_get("created_at")?,
-            r.try_get("status")?,
-            done.is_some(),
-        ));
+        let c = Counts {
+            received: r.try_get("received")?,
+            succeeded: r.try_get("succeeded")?,
+            failed: r.try_get("failed")?,
+        };
+        last_day.received += c.received;
+        last_day.succeeded += c.succeeded;
+        last_day.failed += c.failed;
+        last_hour.received += r.try_get::<i64, _>("received_hour")?;
+        recent.insert(r.try_get("endpoint_id")?, c);
     }
-    let all: Vec<(f64, String, bool)> = recent.values().flatten().cloned().collect();
-    let last_hour = counts_since(&all, now - 3600.0);
-    let last_day = counts_since(&all, since);
 
     let mut pending_by_ep: HashMap<String, i64> = HashMap::new();
     let mut pending_by_uep: HashMap<String, i64> = HashMap::new();
@@ -326,10 +317,7 @@ async fn load(state: &AppState, now: f64) -> Result<View, StoreError> {
             display_name: r.try_get("display_name")?,
             high_assurance: ha,
             public: r.try_get::<i64, _>("public")? != 0,
-            recent: recent
-                .get(&id)
-                .map(|rows| counts_since(rows, since))
-                .unwrap_or_default(),
+            recent: recent.get(&id).copied().unwrap_or_default(),
             pending: pending_by_ep.get(&id).copied().unwrap_or(0),
             ueps: ueps_by_ep.remove(&id).unwrap_or_default(),
             name,
