@@ -315,11 +315,23 @@ where
 /// The results consumer and, beside it, the consumer of the forward receipts it relies on
 /// (either failing restarts both).
 pub async fn consume_results(state: AppState) -> Result<(), ConsumeError> {
-    tokio::try_join!(
-        with_channel(&state, |ch| results_loop(state.clone(), ch)),
-        with_channel(&state, |ch| receipts_loop(state.clone(), ch)),
-    )?;
-    Ok(())
+    let results_ch = state.broker.channel().await?;
+    let receipts_ch = match state.broker.channel().await {
+        Ok(ch) => ch,
+        Err(e) => {
+            let _ = results_ch.close(200, "consumer restarting".into()).await;
+            return Err(e.into());
+        }
+    };
+    // When one loop fails the other is dropped mid-way: close both channels here, so that no
+    // consumer is left behind on the shared connection holding deliveries unacknowledged.
+    let outcome = tokio::try_join!(
+        results_loop(state.clone(), results_ch.clone()),
+        receipts_loop(state.clone(), receipts_ch.clone()),
+    );
+    let _ = results_ch.close(200, "consumer restarting".into()).await;
+    let _ = receipts_ch.close(200, "consumer restarting".into()).await;
+    outcome.map(|_| ())
 }
 
 /// Reads forward receipts: marks their tasks forwarded, acks, then releases the sentinels
