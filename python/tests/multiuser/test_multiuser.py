@@ -55,6 +55,19 @@ def probe(path_hint):
     import getpass, os
     def status(pid):
         return open(f"/proc/{pid}/status").read()
+    def fds(pid):
+        out = {}
+        for n in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                out[int(n)] = os.readlink(f"/proc/{pid}/fd/{n}")
+            except OSError:
+                pass
+        return out
+    def raw(path):
+        try:
+            return open(path, "rb").read().decode(errors="replace")
+        except OSError as e:
+            return f"unreadable: {e}"
     fn = f"/tmp/gcrs-mu-probe-{os.getpid()}-{path_hint}"
     with open(fn, "w") as f:
         f.write("x")
@@ -65,6 +78,9 @@ def probe(path_hint):
         "groups": sorted(os.getgroups()), "user": getpass.getuser(), "env": dict(os.environ),
         "status": status(os.getpid()), "parent_status": status(os.getppid()),
         "file": [st.st_uid, st.st_gid, st.st_mode & 0o777], "cwd": os.getcwd(),
+        "fds": fds(os.getpid()), "parent_fds": fds(os.getppid()),
+        "parent_cmdline": raw(f"/proc/{os.getppid()}/cmdline"),
+        "parent_environ": raw(f"/proc/{os.getppid()}/environ"),
     }
 '''
 
@@ -367,6 +383,25 @@ def check_runs_as(result: dict, user: str, pam: bool):
     assert all(k.startswith(("GC_", "GCRS_WORKER", "PYTHON", "LC_CTYPE")) for k in extra), extra
     uep_dir = Path(env["GLOBUS_COMPUTE_ENDPOINT_DIR"])
     assert uep_dir.stat().st_uid == pw.pw_uid and (uep_dir.stat().st_mode & 0o777) == 0o700
+    check_descriptors_and_secrets(r)
+
+
+def check_descriptors_and_secrets(r: dict):
+    """The broker credentials reach the UEP only encrypted in the memfd at 3 (PE §5.3-§5.4):
+    not in its argv or environment, nor the worker's; the UEP closes the memfd once read (so a
+    memfd, if any, is at 3 only) and it never reaches the worker; the UEP holds exactly one
+    handle on its stdin pipe (the bootstrap's copy was close-on-exec) and nothing under the
+    MEP's directory."""
+    parent = {int(k): v for k, v in r["parent_fds"].items()}
+    own = {int(k): v for k, v in r["fds"].items()}
+    assert all(n == 3 for n, v in parent.items() if v.startswith("/memfd:")), parent
+    assert parent[0].startswith("pipe:"), parent
+    assert list(parent.values()).count(parent[0]) == 1, ("stdin pipe leaked", parent)
+    assert not any(v.startswith("/memfd:") for v in own.values()), own
+    assert parent[0] not in own.values(), own
+    assert not any("/mep/" in v or v.endswith("/mep.out") for v in parent.values()), parent
+    for text in (r["parent_cmdline"], r["parent_environ"], json.dumps(r["env"])):
+        assert "amqp://" not in text and "amqps://" not in text, text[:400]
 
 
 def test_mapped_users_run_as_themselves(outcomes):
