@@ -115,7 +115,7 @@ def test_trace_shows_every_stage_in_order(site):
             assert f"task_id={task_id}" in line, line
 
     # The service's log: one line per stage, each with the task id.
-    log = site.service.log.read_text()
+    log = re.sub(r"\x1b\[[0-9;]*m", "", site.service.log.read_text())
     for stage in (
         "Task submitted",
         "Task queued for the user endpoint",
