@@ -212,6 +212,7 @@ def test_start_with_stored_login_and_logout_while_running(ops):
     try:
         for k in ("GLOBUS_COMPUTE_CLIENT_ID", "GLOBUS_COMPUTE_CLIENT_SECRET"):
             del ep.env[k]
+        ep.env["COLUMNS"] = "200"
         r = subprocess.run(
             ep._cmd(["globus-compute-endpoint", "login"]),
             input=f"{ops.client['client_id']}\n{ops.client['client_secret']}\n",
