@@ -18,6 +18,7 @@ ensure_packages
 ensure_services
 ensure_venv
 "$REPO/scripts/slurm.sh" && export GCRS_REQUIRE_SLURM=1  # one-node Slurm for the GlobusComputeEngine tests
+export GCRS_REQUIRE_MPI=1  # ensure_packages installed Open MPI: the GlobusMPIEngine test must run, not skip
 cd "$REPO"
 
 say "cargo fmt --check"

@@ -114,8 +114,8 @@ impl Settings {
 /// The stdin's `amqp_creds`, with upstream's key check (exit status 65 when one is missing).
 fn credentials(stdin: &UepStdin) -> Result<Map<String, Value>, UepError> {
     let Some(creds) = stdin.amqp_creds.clone() else {
-        // The 4.19 memfd (`mem_fd` + `enckey`) is not read here; the MEP always sends
-        // `amqp_creds` too.
+        // With the 4.19 memfd (`mem_fd` + `enckey`) `entry.rs` has already decrypted it into
+        // `amqp_creds`; a document with neither is refused here.
         return Err(UepError::InvalidCredentials("'amqp_creds'".into()));
     };
     for key in std::iter::once("endpoint_id").chain(QUEUE_INFO_KEYS) {
@@ -238,7 +238,10 @@ mod tests {
             Ok(EngineChoice::Pool(p)) => {
                 assert_eq!(p.kind, EngineKind::ThreadPool);
                 assert_eq!(p.max_workers, Some(3));
-                assert!(!p.prestart_workers, "thread pool workers start on the first task");
+                assert!(
+                    !p.prestart_workers,
+                    "thread pool workers start on the first task"
+                );
             }
             other => panic!("expected Pool, got {other:?}"),
         }
@@ -246,7 +249,10 @@ mod tests {
         match engine_choice(&cfg, WorkerCommand::embedded("python3")) {
             Ok(EngineChoice::Pool(p)) => {
                 assert_eq!(p.kind, EngineKind::ProcessPool);
-                assert!(p.prestart_workers, "process pool workers start with the engine");
+                assert!(
+                    p.prestart_workers,
+                    "process pool workers start with the engine"
+                );
             }
             other => panic!("expected Pool, got {other:?}"),
         }
