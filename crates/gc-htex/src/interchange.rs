@@ -1128,6 +1128,7 @@ impl Actor {
                 task_id,
                 result_serializers: entry.request.result_serializers.clone(),
                 resource_specification: entry.request.resource_specification.clone(),
+                user_runtime: entry.request.user_runtime.clone(),
             };
             let blob = entry.request.task_buffer.as_bytes().to_vec();
             if m.tx.send((msg, blob)).is_err() {

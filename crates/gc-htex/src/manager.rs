@@ -280,7 +280,7 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                 };
                 last_heard = Instant::now();
                 match msg {
-                    ToManager::Task { task_id, result_serializers, resource_specification } => {
+                    ToManager::Task { task_id, result_serializers, resource_specification, user_runtime } => {
                         let task_buffer = match String::from_utf8(blob) {
                             Ok(s) => s,
                             Err(_) => break Err(ManagerError::Protocol(format!("task {task_id} is not UTF-8"))),
@@ -290,7 +290,7 @@ pub async fn run(opts: ManagerOptions) -> Result<(), ManagerError> {
                             task_buffer,
                             result_serializers,
                             resource_specification: Default::default(),
-                            user_runtime: None,
+                            user_runtime,
                         };
                         let steps = match mpi.as_mut() {
                             Some(block) => block.accept(request, &resource_specification),

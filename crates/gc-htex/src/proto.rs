@@ -56,6 +56,10 @@ pub enum ToManager {
         /// GlobusMPIEngine: the task's `resource_specification` (left out when empty).
         #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         resource_specification: serde_json::Map<String, serde_json::Value>,
+        /// The submitter's `user_runtime` (PROTOCOL-SDK §5.4), for the worker's compatibility
+        /// check; left out when unknown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_runtime: Option<serde_json::Map<String, serde_json::Value>>,
     },
     /// I am alive.
     Heartbeat,
@@ -184,6 +188,9 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            user_runtime: serde_json::json!({"python": {"version": "3.12.1"}})
+                .as_object()
+                .cloned(),
         };
         write_frame(&mut buf, &msg, b"payload").await.unwrap();
         let (back, blob): (ToManager, _) = read_frame(&mut buf.as_slice()).await.unwrap();

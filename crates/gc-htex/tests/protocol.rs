@@ -26,7 +26,9 @@ fn request() -> TaskRequest {
         task_buffer: "opaque to the interchange".into(),
         result_serializers: vec!["s".into()],
         resource_specification: Default::default(),
-        user_runtime: None,
+        user_runtime: serde_json::json!({"python": {"version": "3.11.2"}})
+            .as_object()
+            .cloned(),
     }
 }
 
@@ -72,6 +74,9 @@ async fn a_silent_manager_is_given_up_after_heartbeat_threshold() {
             task_id,
             result_serializers: vec!["s".into()],
             resource_specification: Default::default(),
+            user_runtime: serde_json::json!({"python": {"version": "3.11.2"}})
+                .as_object()
+                .cloned(),
         }
     );
     assert_eq!(blob, b"opaque to the interchange");
