@@ -348,7 +348,7 @@ def _sdk_env(client: dict, user_dir: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="package", params=["sqlite", "postgres"])
 def site(request, port_5000):
     """Service (on the parametrised database) + client + registered upstream endpoint; the
     SDK in this process is pointed at the service through environment variables. Logs are
