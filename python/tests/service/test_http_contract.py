@@ -10,7 +10,7 @@ import globus_sdk
 import pika
 import pytest
 import requests
-from conftest import BASE, COMPUTE_SCOPE, get_token, wait_for
+from .conftest import BASE, COMPUTE_SCOPE, get_token, wait_for
 from globus_compute_sdk import Client
 
 pytestmark = pytest.mark.timeout(300)

@@ -23,7 +23,7 @@ import pika
 import pika.exceptions
 import pytest
 import requests
-from conftest import COMPUTE_SCOPE, Database, Vhost, service_bin, wait_for
+from .conftest import COMPUTE_SCOPE, Database, Vhost, service_bin, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,7 +13,7 @@ import globus_sdk
 import pika
 import pytest
 import requests
-from conftest import BASE, UpstreamEndpoint, get_token, wait_for
+from .conftest import BASE, UpstreamEndpoint, get_token, wait_for
 from globus_compute_sdk import Client, Executor
 
 pytestmark = pytest.mark.timeout(300)

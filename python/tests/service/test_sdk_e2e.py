@@ -5,7 +5,7 @@ import signal
 import time
 
 import pytest
-from conftest import wait_for
+from .conftest import wait_for
 from globus_compute_sdk import Client, Executor
 from globus_compute_sdk.errors import TaskExecutionFailed, TaskPending
 
